@@ -1,0 +1,40 @@
+//! hearken: voice control for edge boxes.
+//!
+//! This crate holds everything of the daemon that does not need a native
+//! inference engine (those run in their own processes, see DESIGN.md).
+//!
+//! # Layout
+//!
+//! - [`catalog`]: the device catalog (TOML), validated as a whole.
+//! - [`command`]: the command type and its validation against the catalog.
+//! - [`schema`]: the JSON Schema that constrains model output, built from the catalog.
+//! - [`protocol`]: per-protocol encoding and acknowledgement matching (pure).
+//! - [`mqtt`]: the MQTT link: publish, acknowledgement, outcome, reconnects.
+//! - [`simulator`]: simulated devices with latency and fault injection.
+//! - [`audit`]: the hash-chained audit log and its verifier.
+//! - [`events`]: payloads for the events topic.
+//! - [`bench`]: benchmarks behind `hearken bench`.
+//! - [`testbed`]: a throwaway Mosquitto broker for tests and benchmarks.
+
+pub mod audit;
+pub mod bench;
+pub mod catalog;
+pub mod command;
+pub mod events;
+pub mod mqtt;
+pub mod protocol;
+pub mod schema;
+pub mod simulator;
+pub mod testbed;
+
+/// Current UTC time in RFC 3339, for records and events.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// A duration in milliseconds with microsecond precision, as the JSON contracts report latencies.
+pub fn millis(duration: std::time::Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
+}

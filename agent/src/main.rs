@@ -1,0 +1,484 @@
+//! The `hearken` command line: thin glue over the library; `anyhow` lives only here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+use hearken::audit::{self, AuditLog, AuditOptions};
+use hearken::catalog::Catalog;
+use hearken::command::{self, Command};
+use hearken::mqtt::{BrokerOptions, CommandLink, Delivery, Outcome};
+use hearken::simulator::{Simulator, SimulatorConfig};
+use hearken::{bench, events, millis, schema};
+
+/// Exit status when a command was refused before publishing or input was invalid.
+const EXIT_INVALID: u8 = 2;
+/// Exit status when a command was sent but not acknowledged.
+const EXIT_NOT_ACKNOWLEDGED: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "hearken", version, about = "Voice control for edge boxes: catalog-checked device commands over MQTT, acknowledged and audited")]
+struct Cli {
+    #[command(subcommand)]
+    command: TopCommand,
+}
+
+#[derive(Subcommand)]
+enum TopCommand {
+    /// Check device catalogs and print the model-output schema.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Send one command and wait for the device's acknowledgement.
+    ///
+    /// Prints one JSON line: {"device","action","value","outcome","latency_ms","state",…}.
+    /// Exit status: 0 acknowledged, 2 refused before publishing (invalid command or
+    /// catalog), 3 sent but not acknowledged (accepted, timeout, rejected, not_sent).
+    Send(SendArgs),
+    /// Run simulated devices for every device of a catalog until interrupted.
+    ///
+    /// Prints {"simulator":"ready",…} once subscribed and a summary line at exit.
+    Simulate(SimulateArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Benchmarks; each prints one JSON report.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// Validate catalogs; prints a summary per catalog, or every problem with
+    /// file, device and field, and exits 2 on any error.
+    Check {
+        /// Catalog files (TOML).
+        #[arg(required = true)]
+        catalogs: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema that constrains model output for a catalog.
+    Schema {
+        /// Catalog file (TOML).
+        catalog: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of an audit log (rotated segments FILE.1, FILE.2, … included).
+    ///
+    /// Exits 0 and prints a summary for an intact log; exits 1 and names the
+    /// first bad record (file, line, seq) otherwise, including a torn last record.
+    Verify {
+        /// The active audit log file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Publish → acknowledgement latency and throughput through a real broker and the simulator.
+    Mqtt(BenchMqttArgs),
+}
+
+#[derive(Args)]
+struct BenchMqttArgs {
+    /// Broker URL; by default a private Mosquitto is started on a free loopback port.
+    #[arg(long)]
+    broker: Option<String>,
+    /// Catalog to command; by default 16 generated hearken-protocol devices.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Commands in the concurrent phase.
+    #[arg(long, default_value_t = 20_000)]
+    commands: usize,
+    /// Commands in flight at once in the concurrent phase.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Commands sent one at a time in the sequential phase.
+    #[arg(long, default_value_t = 2_000)]
+    sequential: usize,
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    /// Broker URL: mqtt://host[:port] or mqtts://host[:port].
+    #[arg(long)]
+    broker: String,
+    /// Username for the broker.
+    #[arg(long, env = "HEARKEN_MQTT_USERNAME")]
+    username: Option<String>,
+    /// File holding the broker password (or set HEARKEN_MQTT_PASSWORD); never passed on the command line.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// CA certificate (PEM) for mqtts://.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+}
+
+impl BrokerArgs {
+    fn options(&self) -> anyhow::Result<BrokerOptions> {
+        let password = match &self.password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read password file {}", path.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            None => std::env::var("HEARKEN_MQTT_PASSWORD").ok(),
+        };
+        Ok(BrokerOptions {
+            url: self.broker.clone(),
+            username: self.username.clone(),
+            password,
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        })
+    }
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Device catalog (TOML).
+    #[arg(long)]
+    catalog: PathBuf,
+    /// Append the command and its outcome to this audit log.
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// After a timeout, keep listening this long for a late acknowledgement
+    /// (recorded as late; the outcome does not change).
+    #[arg(long, default_value_t = 1000)]
+    late_grace_ms: u64,
+    /// How long to wait for the broker connection.
+    #[arg(long, default_value_t = 3000)]
+    connect_timeout_ms: u64,
+    /// Device id.
+    device: String,
+    /// Action.
+    action: String,
+    /// Integer value, for actions that take one.
+    value: Option<String>,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Device catalog (TOML).
+    #[arg(long)]
+    catalog: PathBuf,
+    /// Delay before each acknowledgement.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Extra random delay, uniform in 0..=jitter.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// Probability of never answering.
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Probability of answering late (after --late-ms).
+    #[arg(long, default_value_t = 0.0)]
+    late_rate: f64,
+    /// Delay of late answers.
+    #[arg(long, default_value_t = 1000)]
+    late_ms: u64,
+    /// Probability of a forged answer (wrong correlation, or an echo of the wrong state).
+    #[arg(long, default_value_t = 0.0)]
+    forge_rate: f64,
+    /// Probability of a malformed answer.
+    #[arg(long, default_value_t = 0.0)]
+    malformed_rate: f64,
+    /// Probability of refusing the command.
+    #[arg(long, default_value_t = 0.0)]
+    reject_rate: f64,
+    /// Probability of answering twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate_rate: f64,
+    /// Random seed for reproducible faults.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARKEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        TopCommand::Devices(DevicesCommand::Check { catalogs }) => Ok(devices_check(&catalogs)),
+        TopCommand::Devices(DevicesCommand::Schema { catalog }) => match Catalog::load(&catalog) {
+            Ok(catalog) => {
+                println!("{}", serde_json::to_string_pretty(&schema::command_schema(&catalog))?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(EXIT_INVALID))
+            }
+        },
+        TopCommand::Audit(AuditCommand::Verify { file }) => Ok(audit_verify(&file)),
+        TopCommand::Send(args) => runtime()?.block_on(send(args)),
+        TopCommand::Simulate(args) => runtime()?.block_on(simulate(args)),
+        TopCommand::Bench(BenchCommand::Mqtt(args)) => {
+            let options = bench::MqttBenchOptions {
+                broker: args.broker,
+                catalog: args.catalog,
+                commands: args.commands,
+                in_flight: args.in_flight,
+                sequential: args.sequential,
+            };
+            let report = runtime()?.block_on(bench::mqtt(&options))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+fn devices_check(paths: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for path in paths {
+        match Catalog::load(path) {
+            Ok(catalog) => {
+                let confirm: usize = catalog.devices.iter().map(|d| d.confirm.len()).sum();
+                println!(
+                    "{}",
+                    json!({
+                        "catalog": path,
+                        "ok": true,
+                        "site": catalog.site,
+                        "devices": catalog.devices.len(),
+                        "actions": catalog.devices.iter().map(|d| d.actions.len()).sum::<usize>(),
+                        "confirm_actions": confirm,
+                    })
+                );
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn audit_verify(path: &Path) -> ExitCode {
+    match audit::verify(path) {
+        Ok(report) => {
+            println!("{}", json!({"ok": true, "files": report.files, "records": report.records, "head": report.head, "incomplete": report.incomplete}));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let (file, line, seq) = match &e {
+                audit::AuditError::Broken { path, line, seq, .. } => (Some(path.clone()), Some(*line), *seq),
+                audit::AuditError::Io { path, .. } => (Some(path.clone()), None, None),
+            };
+            println!("{}", json!({"ok": false, "file": file, "line": line, "seq": seq, "error": e.to_string()}));
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse_value(raw: Option<&str>) -> anyhow::Result<Option<i64>> {
+    raw.map(|v| v.trim().parse::<i64>().with_context(|| format!("value '{v}' is not an integer"))).transpose()
+}
+
+fn command_fields(command: &Command) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("device".into(), json!(command.device));
+    body.insert("action".into(), json!(command.action));
+    body.insert("value".into(), json!(command.value));
+    body
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let catalog = match Catalog::load(&args.catalog) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let value = match parse_value(args.value.as_deref()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("refused, nothing published: {e:#}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let command = Command { device: args.device, action: args.action, value };
+    let device = match command::validate(&catalog, &command) {
+        Ok(device) => device.clone(),
+        Err(e) => {
+            eprintln!("refused, nothing published: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let broker = args.broker.options()?;
+    let audit_log = args.audit.as_deref().map(|p| AuditLog::open(p, AuditOptions::default())).transpose()?;
+    let audit_seq = match &audit_log {
+        Some(log) => {
+            let mut body = command_fields(&command);
+            body.insert("source".into(), json!("cli"));
+            body.insert("protocol".into(), json!(device.protocol.name()));
+            body.insert("topic".into(), json!(device.topic));
+            body.insert("budget_ms".into(), json!(device.budget_ms));
+            Some(log.append("command", body)?)
+        }
+        None => None,
+    };
+
+    let link = CommandLink::start(&broker, catalog.clone())?;
+    let delivery = match link.wait_connected(Duration::from_millis(args.connect_timeout_ms)).await {
+        Ok(()) => link.send(&command).await?,
+        Err(e) => {
+            eprintln!("{e}");
+            Delivery { command_id: 0, outcome: Outcome::NotSent, latency: Duration::ZERO, state: None, reason: Some(e.to_string()) }
+        }
+    };
+    let mut late_rx = link.late_acks();
+    if let (Some(log), Some(seq)) = (&audit_log, audit_seq) {
+        let mut body = command_fields(&command);
+        body.insert("ref".into(), json!(seq));
+        body.insert("outcome".into(), json!(delivery.outcome.as_str()));
+        body.insert("latency_ms".into(), json!(millis(delivery.latency)));
+        body.insert("state".into(), json!(delivery.state));
+        body.insert("reason".into(), json!(delivery.reason));
+        log.append("outcome", body)?;
+    }
+    let events_topic = catalog.events_topic();
+    let event = events::outcome_event(&catalog.site, &command, &delivery, audit_seq);
+    let _ = link.publish_event(events_topic.clone(), event.to_string().into_bytes()).await;
+
+    let mut output = json!({
+        "device": command.device,
+        "action": command.action,
+        "value": command.value,
+        "outcome": delivery.outcome.as_str(),
+        "latency_ms": millis(delivery.latency),
+        "state": delivery.state,
+    });
+    if let Some(reason) = &delivery.reason {
+        output["reason"] = json!(reason);
+    }
+    if matches!(delivery.outcome, Outcome::Timeout | Outcome::Accepted) && args.late_grace_ms > 0 {
+        let grace = Duration::from_millis(args.late_grace_ms);
+        let late = tokio::time::timeout(grace, async {
+            loop {
+                match late_rx.recv().await {
+                    Ok(late) if late.command_id == delivery.command_id => return Some(late),
+                    Ok(_) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(late) = late {
+            output["late_ack_ms"] = json!(millis(late.latency));
+            if let (Some(log), Some(seq)) = (&audit_log, audit_seq) {
+                let mut body = command_fields(&command);
+                body.insert("ref".into(), json!(seq));
+                body.insert("latency_ms".into(), json!(millis(late.latency)));
+                log.append("late_ack", body)?;
+            }
+            let event = events::late_ack_event(&catalog.site, &command, &late, audit_seq);
+            let _ = link.publish_event(events_topic, event.to_string().into_bytes()).await;
+        }
+    }
+    link.shutdown().await;
+    if let Some(log) = &audit_log {
+        log.sync()?;
+    }
+    println!("{output}");
+    Ok(if delivery.outcome == Outcome::Acknowledged { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_ACKNOWLEDGED) })
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let catalog = match Catalog::load(&args.catalog) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let config = SimulatorConfig {
+        latency: Duration::from_millis(args.latency_ms),
+        jitter: Duration::from_millis(args.jitter_ms),
+        drop_rate: args.drop_rate,
+        late_rate: args.late_rate,
+        late_by: Duration::from_millis(args.late_ms),
+        forge_rate: args.forge_rate,
+        malformed_rate: args.malformed_rate,
+        reject_rate: args.reject_rate,
+        duplicate_rate: args.duplicate_rate,
+        seed: args.seed,
+    };
+    let simulator = Simulator::start(&args.broker.options()?, catalog.clone(), config)?;
+    if !simulator.wait_ready(1, Duration::from_secs(10)).await {
+        bail!("the simulator could not subscribe on {} within 10 s", args.broker.broker);
+    }
+    println!("{}", json!({"simulator": "ready", "site": catalog.site, "devices": catalog.devices.len()}));
+    shutdown_signal().await;
+    let s = simulator.stats();
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "{}",
+        json!({"simulator": "stopped", "received": get(&s.received), "answered": get(&s.answered), "dropped": get(&s.dropped),
+               "late": get(&s.late), "forged": get(&s.forged), "malformed": get(&s.malformed), "rejected": get(&s.rejected),
+               "invalid": get(&s.invalid), "duplicate_commands": get(&s.duplicate_commands)})
+    );
+    simulator.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

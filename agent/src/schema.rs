@@ -1,0 +1,98 @@
+//! The JSON Schema that constrains what a language model may answer.
+//!
+//! Built from the catalog so that constrained decoding can only produce
+//! commands the site actually has: one `anyOf` branch per device (and per
+//! value-taking action), never independent device and action enums that
+//! would allow "unlock the lamp". Validation against the catalog still
+//! follows; the schema narrows what the model can say, it does not replace
+//! the check.
+
+use serde_json::{json, Value};
+
+use crate::catalog::{Catalog, Device};
+
+/// Builds the model-output schema `{"commands": [command, …]}` for a catalog.
+pub fn command_schema(catalog: &Catalog) -> Value {
+    let branches: Vec<Value> = catalog.devices.iter().flat_map(device_branches).collect();
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": format!("hearken commands for site {}", catalog.site),
+        "type": "object",
+        "properties": {
+            "commands": {
+                "type": "array",
+                "items": { "anyOf": branches }
+            }
+        },
+        "required": ["commands"],
+        "additionalProperties": false
+    })
+}
+
+/// One branch for the device's value-less actions (if any) and one per
+/// value-taking action, each with the exact integer range.
+fn device_branches(device: &Device) -> Vec<Value> {
+    let plain: Vec<&String> = device.actions.iter().filter(|a| device.param(a).is_none()).collect();
+    let mut branches = Vec::new();
+    if !plain.is_empty() {
+        branches.push(json!({
+            "type": "object",
+            "properties": {
+                "device": { "const": device.id },
+                "action": { "enum": plain }
+            },
+            "required": ["device", "action"],
+            "additionalProperties": false
+        }));
+    }
+    for action in &device.actions {
+        if let Some(range) = device.param(action) {
+            branches.push(json!({
+                "type": "object",
+                "properties": {
+                    "device": { "const": device.id },
+                    "action": { "const": action },
+                    "value": { "type": "integer", "minimum": range.min, "maximum": range.max }
+                },
+                "required": ["device", "action", "value"],
+                "additionalProperties": false
+            }));
+        }
+    }
+    branches
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn one_branch_per_device_plus_one_per_valued_action() {
+        let catalog = Catalog::parse(
+            Path::new("t.toml"),
+            r#"
+site = "home"
+[[devices]]
+id = "lamp"
+name = "lamp"
+actions = ["turn_on", "turn_off", "set_brightness"]
+[devices.params.set_brightness]
+min = 0
+max = 100
+[[devices]]
+id = "door"
+name = "door"
+actions = ["lock"]
+"#,
+        )
+        .unwrap();
+        let schema = command_schema(&catalog);
+        let branches = schema["properties"]["commands"]["items"]["anyOf"].as_array().unwrap();
+        assert_eq!(branches.len(), 3);
+        assert_eq!(branches[0]["properties"]["action"]["enum"], json!(["turn_on", "turn_off"]));
+        assert_eq!(branches[1]["properties"]["value"]["maximum"], json!(100));
+        assert_eq!(branches[2]["properties"]["device"]["const"], json!("door"));
+    }
+}
