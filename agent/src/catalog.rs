@@ -51,7 +51,21 @@ struct DeviceFile {
     #[serde(default)]
     budget_ms: Option<u64>,
     #[serde(default)]
+    ack: AckMode,
+    #[serde(default)]
     params: BTreeMap<String, ParamRange>,
+}
+
+/// What confirms a command to a device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    /// The device itself (response, echo or RESULT): the default.
+    #[default]
+    Device,
+    /// Only the broker's PUBACK, for fire-and-forget devices that report
+    /// nothing back; their outcome is at best `accepted`.
+    Broker,
 }
 
 /// The allowed integer range of a value-taking action.
@@ -101,6 +115,8 @@ pub struct Device {
     pub topic: String,
     /// Publish → acknowledgement budget for this device.
     pub budget_ms: u64,
+    /// Who confirms commands: the device (default) or only the broker.
+    pub ack: AckMode,
     /// Ranges of value-taking actions.
     pub params: BTreeMap<String, ParamRange>,
 }
@@ -349,6 +365,7 @@ impl Catalog {
                 protocol,
                 topic,
                 budget_ms,
+                ack: raw.ack,
                 params: raw.params,
             });
         }

@@ -19,6 +19,7 @@ pub fn outcome_event(site: &str, command: &Command, delivery: &Delivery, audit_s
         "latency_ms": crate::millis(delivery.latency),
         "state": delivery.state,
         "reason": delivery.reason,
+        "broker_accepted": delivery.broker_accepted,
         "audit_seq": audit_seq,
     })
 }

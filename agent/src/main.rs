@@ -102,6 +102,12 @@ struct BenchMqttArgs {
     /// Commands sent one at a time in the sequential phase.
     #[arg(long, default_value_t = 2_000)]
     sequential: usize,
+    /// Offered load of the paced phase (commands per second).
+    #[arg(long, default_value_t = 2_000.0)]
+    rate: f64,
+    /// Commands in the paced phase.
+    #[arg(long, default_value_t = 10_000)]
+    paced: usize,
 }
 
 #[derive(Args)]
@@ -252,6 +258,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 commands: args.commands,
                 in_flight: args.in_flight,
                 sequential: args.sequential,
+                rate: args.rate,
+                paced: args.paced,
             };
             let report = runtime()?.block_on(bench::mqtt(&options))?;
             println!("{}", serde_json::to_string(&report)?);
@@ -367,7 +375,14 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         Ok(()) => link.send(&command).await?,
         Err(e) => {
             eprintln!("{e}");
-            Delivery { command_id: 0, outcome: Outcome::NotSent, latency: Duration::ZERO, state: None, reason: Some(e.to_string()) }
+            Delivery {
+                command_id: 0,
+                outcome: Outcome::NotSent,
+                latency: Duration::ZERO,
+                state: None,
+                reason: Some(e.to_string()),
+                broker_accepted: false,
+            }
         }
     };
     let mut late_rx = link.late_acks();
@@ -378,6 +393,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         body.insert("latency_ms".into(), json!(millis(delivery.latency)));
         body.insert("state".into(), json!(delivery.state));
         body.insert("reason".into(), json!(delivery.reason));
+        body.insert("broker_accepted".into(), json!(delivery.broker_accepted));
         log.append("outcome", body)?;
     }
     let events_topic = catalog.events_topic();
@@ -391,6 +407,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         "outcome": delivery.outcome.as_str(),
         "latency_ms": millis(delivery.latency),
         "state": delivery.state,
+        "broker_accepted": delivery.broker_accepted,
     });
     if let Some(reason) = &delivery.reason {
         output["reason"] = json!(reason);

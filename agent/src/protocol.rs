@@ -168,6 +168,9 @@ pub enum Expectation {
     /// hearken protocol: a message on our response topic carrying this
     /// correlation data.
     Correlation(Vec<u8>),
+    /// The broker's PUBACK is all there is (devices with `ack = "broker"`,
+    /// which report nothing back).
+    Broker,
     /// zigbee2mqtt/tasmota: a JSON object on `topic` whose `key` equals
     /// `value`, published after the command went out.
     Echo {

@@ -15,9 +15,10 @@
 //! - A command is `acknowledged` when its device confirms it (matching
 //!   correlation data, or an echo with the commanded state that arrives after
 //!   the publish and is not a retained message), `rejected` when the device
-//!   or broker refuses it, `accepted` when only the broker's PUBACK came
-//!   before the budget ran out, `timeout` when not even that came, and
-//!   `not_sent` when it never reached the network.
+//!   or broker refuses it, `accepted` when the broker's PUBACK is all a
+//!   device with `ack = "broker"` gives, `timeout` when the acknowledgement
+//!   owed did not come within budget, and `not_sent` when the command never
+//!   reached the network.
 //! - Acknowledgements after the budget are reported as [`LateAck`] and never
 //!   change the outcome. Unknown correlations, duplicates, malformed payloads
 //!   and stale echoes are ignored and counted.
@@ -41,7 +42,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{BrokerOptions, MqttError};
-use crate::catalog::Catalog;
+use crate::catalog::{AckMode, Catalog};
 use crate::command::{self, Command, CommandError};
 use crate::protocol::{self, AckStatus, Expectation, Outbound};
 
@@ -51,9 +52,12 @@ use crate::protocol::{self, AckStatus, Expectation, Outbound};
 pub enum Outcome {
     /// The device confirmed the command within budget.
     Acknowledged,
-    /// The broker took the command (PUBACK) but the device did not confirm in time.
+    /// The broker took the command (PUBACK) and the device is one that
+    /// reports nothing back (`ack = "broker"`): the most that can be known.
     Accepted,
-    /// Written to the network, but neither broker nor device confirmed in time.
+    /// Written to the network, but the acknowledgement the device owes did
+    /// not come within budget ([`Delivery::broker_accepted`] tells whether
+    /// the broker at least took it).
     Timeout,
     /// The device or the broker refused the command.
     Rejected,
@@ -85,8 +89,10 @@ pub struct Delivery {
     pub latency: Duration,
     /// The state the device reported, when it did.
     pub state: Option<Value>,
-    /// Why it was rejected or not sent.
+    /// Why it was rejected, timed out or not sent.
     pub reason: Option<String>,
+    /// Whether the broker acknowledged the publish (PUBACK) before the outcome.
+    pub broker_accepted: bool,
 }
 
 /// An acknowledgement that arrived after its command's budget ran out.
@@ -126,6 +132,9 @@ impl LinkStats {
     }
 }
 
+/// How long a shutdown waits for the broker to take the DISCONNECT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Commands that may wait inside the engine for a free broker slot.
 const REQUEST_QUEUE: usize = 1024;
 
@@ -142,6 +151,7 @@ pub struct CommandLink {
     late: broadcast::Sender<LateAck>,
     stats: Arc<LinkStats>,
     url: String,
+    client_id: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -200,7 +210,8 @@ impl CommandLink {
             next_id: 0,
         };
         tokio::spawn(engine.run(request_rx, wire_rx));
-        Ok(CommandLink { catalog, requests: request_tx, state: state_rx, late: late_tx, stats, url: broker.url.clone() })
+        tracing::debug!(%client_id, "MQTT link started");
+        Ok(CommandLink { catalog, requests: request_tx, state: state_rx, late: late_tx, stats, url: broker.url.clone(), client_id })
     }
 
     /// Waits until the broker has accepted a connection, or fails with the
@@ -223,6 +234,11 @@ impl CommandLink {
         self.state.borrow().connected
     }
 
+    /// The MQTT client id (random per link), as the broker logs it.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// The catalog this link enforces.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -242,11 +258,15 @@ impl CommandLink {
             latency: started.elapsed(),
             state: None,
             reason: Some(reason),
+            broker_accepted: false,
         };
-        let outbound = match protocol::encode(device.protocol, &device.topic, command, &correlation) {
+        let mut outbound = match protocol::encode(device.protocol, &device.topic, command, &correlation) {
             Ok(outbound) => outbound,
             Err(e) => return Ok(not_sent(e.to_string())),
         };
+        if device.ack == AckMode::Broker {
+            outbound.expect = Expectation::Broker;
+        }
         let (reply, answer) = oneshot::channel();
         let request = Request::Send { command: command.clone(), outbound, budget, reply };
         if self.requests.send(request).await.is_err() {
@@ -338,6 +358,7 @@ struct Inflight {
     expect: Expectation,
     started: Instant,
     deadline: Instant,
+    budget: Duration,
     written: bool,
     accepted: bool,
 }
@@ -422,7 +443,11 @@ impl Engine {
                 biased;
                 item = wire.recv() => match item {
                     Some(item) => {
-                        let gone = matches!(&item, Wire::Event(event) if matches!(**event, Event::Outgoing(Outgoing::Disconnect)));
+                        let gone = match &item {
+                            Wire::Lost(_) => true,
+                            Wire::Event(event) => matches!(**event, Event::Outgoing(Outgoing::Disconnect)),
+                            Wire::Session(_) => false,
+                        };
                         self.on_wire(item);
                         if gone && shutdown.is_some() {
                             break;
@@ -430,6 +455,7 @@ impl Engine {
                     }
                     None => break,
                 },
+                () = tokio::time::sleep(SHUTDOWN_GRACE), if shutdown.is_some() => break,
                 request = requests.recv(), if shutdown.is_none() => match request {
                     Some(Request::Send { command, outbound, budget, reply }) => self.on_send(command, outbound, budget, reply),
                     Some(Request::Event { topic, payload }) => self.on_event(topic, payload),
@@ -485,6 +511,7 @@ impl Engine {
                 latency: started.elapsed(),
                 state: None,
                 reason: Some("not connected to the broker".to_owned()),
+                broker_accepted: false,
             });
             return;
         }
@@ -495,10 +522,11 @@ impl Engine {
                 self.by_correlation.insert(c.clone(), id);
             }
             Expectation::Echo { topic, .. } => self.by_echo_topic.entry(topic.clone()).or_default().push_back(id),
+            Expectation::Broker => {}
         }
         self.inflight.insert(
             id,
-            Inflight { reply, expect: outbound.expect.clone(), started, deadline, written: false, accepted: false },
+            Inflight { reply, expect: outbound.expect.clone(), started, deadline, budget, written: false, accepted: false },
         );
         self.deadlines.insert((deadline, id));
         self.pending_outbound.insert(id, (outbound, budget));
@@ -580,8 +608,15 @@ impl Engine {
                 if let Some(id) = self.by_pkid.remove(&ack.pkid) {
                     match ack.reason {
                         PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
-                            if let Some(entry) = self.inflight.get_mut(&id) {
-                                entry.accepted = true;
+                            let broker_only = match self.inflight.get_mut(&id) {
+                                Some(entry) => {
+                                    entry.accepted = true;
+                                    entry.expect == Expectation::Broker
+                                }
+                                None => false,
+                            };
+                            if broker_only {
+                                self.resolve(id, Outcome::Accepted, None, None);
                             }
                         }
                         reason => self.resolve(id, Outcome::Rejected, None, Some(format!("broker refused: {reason:?}"))),
@@ -701,10 +736,10 @@ impl Engine {
             }
             self.deadlines.pop_first();
             let Some(entry) = self.inflight.get(&id) else { continue };
-            let (outcome, reason) = if entry.accepted {
-                (Outcome::Accepted, None)
-            } else if entry.written {
-                (Outcome::Timeout, None)
+            let (outcome, reason) = if entry.written {
+                let broker = if entry.accepted { "the broker accepted it" } else { "not even the broker confirmed it" };
+                let owed = if entry.expect == Expectation::Broker { "broker" } else { "device" };
+                (Outcome::Timeout, Some(format!("no {owed} acknowledgement within {} ms ({broker})", entry.budget.as_millis())))
             } else {
                 // Still in our own queue (never handed to rumqttc) or handed over
                 // but not written: either way it must not go out late.
@@ -720,6 +755,7 @@ impl Engine {
         self.pending_outbound.remove(&id);
         self.deadlines.remove(&(entry.deadline, id));
         match &entry.expect {
+            Expectation::Broker => {}
             Expectation::Correlation(c) => {
                 self.by_correlation.remove(c);
             }
@@ -744,7 +780,7 @@ impl Engine {
                 acknowledged: matches!(outcome, Outcome::Acknowledged | Outcome::Rejected),
             },
         );
-        let _ = entry.reply.send(Delivery { command_id: id, outcome, latency, state, reason });
+        let _ = entry.reply.send(Delivery { command_id: id, outcome, latency, state, reason, broker_accepted: entry.accepted });
     }
 }
 
