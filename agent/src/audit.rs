@@ -140,7 +140,8 @@ impl AuditLog {
             },
         };
         if !torn.is_empty() {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             let saved = PathBuf::from(format!("{}.torn-{now}", path.display()));
             std::fs::write(&saved, &torn).map_err(io_error(&saved))?;
             let file = OpenOptions::new().write(true).open(path).map_err(io_error(path))?;
@@ -349,7 +350,12 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
                     message: format!("{where_} ({} bytes without a newline): an interrupted write", line.len()),
                 });
             }
-            let broken = |seq: Option<u64>, message: String| AuditError::Broken { path: file.clone(), line: line_no, seq, message };
+            let broken = |seq: Option<u64>, message: String| AuditError::Broken {
+                path: file.clone(),
+                line: line_no,
+                seq,
+                message,
+            };
             let record: Map<String, Value> =
                 serde_json::from_slice(line).map_err(|e| broken(None, format!("record is not a JSON object: {e}")))?;
             let seq = record.get("seq").and_then(Value::as_u64);
@@ -358,18 +364,29 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
                 return Err(broken(seq, format!("record seq {} was modified (hash mismatch)", show(seq))));
             }
             let Some(seq) = seq else { return Err(broken(None, "record has no seq".into())) };
-            let first_of_lone_segment = records == 0 && seq > 0 && record.get("kind").and_then(Value::as_str) == Some("rotated");
+            let first_of_lone_segment =
+                records == 0 && seq > 0 && record.get("kind").and_then(Value::as_str) == Some("rotated");
             if first_of_lone_segment {
                 // Verifying a rotated-away segment on its own: anchor at its first record.
                 expected_seq = seq;
                 expected_prev = record.get("prev").and_then(Value::as_str).unwrap_or_default().to_owned();
             }
             if seq != expected_seq {
-                let why = if seq > expected_seq { "records are missing before it" } else { "records were reordered or inserted" };
-                return Err(broken(Some(seq), format!("record seq {seq} where seq {expected_seq} was expected: {why}")));
+                let why = if seq > expected_seq {
+                    "records are missing before it"
+                } else {
+                    "records were reordered or inserted"
+                };
+                return Err(broken(
+                    Some(seq),
+                    format!("record seq {seq} where seq {expected_seq} was expected: {why}"),
+                ));
             }
             if record.get("prev").and_then(Value::as_str) != Some(expected_prev.as_str()) {
-                return Err(broken(Some(seq), format!("record seq {seq} does not chain to the record before it (prev mismatch)")));
+                return Err(broken(
+                    Some(seq),
+                    format!("record seq {seq} does not chain to the record before it (prev mismatch)"),
+                ));
             }
             match record.get("kind").and_then(Value::as_str) {
                 Some("command") => {

@@ -214,7 +214,8 @@ fn check_budget(budget: u64) -> Option<String> {
 impl Catalog {
     /// Reads and validates a catalog file.
     pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Io { file: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| CatalogError::Io { file: path.to_owned(), source })?;
         Catalog::parse(path, &text)
     }
 
@@ -272,7 +273,9 @@ impl Catalog {
                     Some(owner) if owner != &raw.id => push(
                         dev,
                         if spoken_name == &raw.name { "name" } else { "aliases" },
-                        format!("'{spoken_name}' is already a name of device '{owner}'; spoken names must be unambiguous"),
+                        format!(
+                            "'{spoken_name}' is already a name of device '{owner}'; spoken names must be unambiguous"
+                        ),
                     ),
                     _ => {
                         spoken.insert(key, raw.id.clone());

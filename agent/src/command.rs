@@ -95,11 +95,9 @@ pub fn validate<'c>(catalog: &'c Catalog, command: &Command) -> Result<&'c Devic
     }
     match (device.param(&command.action), command.value) {
         (None, None) => Ok(device),
-        (None, Some(value)) => Err(CommandError::UnexpectedValue {
-            device: device.id.clone(),
-            action: command.action.clone(),
-            value,
-        }),
+        (None, Some(value)) => {
+            Err(CommandError::UnexpectedValue { device: device.id.clone(), action: command.action.clone(), value })
+        }
         (Some(range), None) => Err(CommandError::MissingValue {
             device: device.id.clone(),
             action: command.action.clone(),
@@ -159,7 +157,10 @@ max = 100
         assert!(matches!(validate(&c, &cmd("lamp", "unlock", None)), Err(CommandError::UnknownAction { .. })));
         assert!(matches!(validate(&c, &cmd("lamp", "set_brightness", None)), Err(CommandError::MissingValue { .. })));
         assert!(matches!(validate(&c, &cmd("lamp", "turn_on", Some(1))), Err(CommandError::UnexpectedValue { .. })));
-        assert!(matches!(validate(&c, &cmd("lamp", "set_brightness", Some(101))), Err(CommandError::OutOfRange { .. })));
+        assert!(matches!(
+            validate(&c, &cmd("lamp", "set_brightness", Some(101))),
+            Err(CommandError::OutOfRange { .. })
+        ));
         assert!(matches!(validate(&c, &cmd("lamp", "set_brightness", Some(-1))), Err(CommandError::OutOfRange { .. })));
     }
 

@@ -22,7 +22,11 @@ const EXIT_INVALID: u8 = 2;
 const EXIT_NOT_ACKNOWLEDGED: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "hearken", version, about = "Voice control for edge boxes: catalog-checked device commands over MQTT, acknowledged and audited")]
+#[command(
+    name = "hearken",
+    version,
+    about = "Voice control for edge boxes: catalog-checked device commands over MQTT, acknowledged and audited"
+)]
 struct Cli {
     #[command(subcommand)]
     command: TopCommand,
@@ -222,7 +226,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEARKEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("HEARKEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
     let cli = Cli::parse();
@@ -306,7 +311,10 @@ fn devices_check(paths: &[PathBuf]) -> ExitCode {
 fn audit_verify(path: &Path) -> ExitCode {
     match audit::verify(path) {
         Ok(report) => {
-            println!("{}", json!({"ok": true, "files": report.files, "records": report.records, "head": report.head, "incomplete": report.incomplete}));
+            println!(
+                "{}",
+                json!({"ok": true, "files": report.files, "records": report.records, "head": report.head, "incomplete": report.incomplete})
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -443,7 +451,11 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         log.sync()?;
     }
     println!("{output}");
-    Ok(if delivery.outcome == Outcome::Acknowledged { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_ACKNOWLEDGED) })
+    Ok(if delivery.outcome == Outcome::Acknowledged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_ACKNOWLEDGED)
+    })
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {

@@ -108,8 +108,19 @@ pub struct Simulator {
 
 impl Simulator {
     /// Connects to the broker and starts answering for every device of the catalog.
-    pub fn start(broker: &BrokerOptions, catalog: Arc<Catalog>, config: SimulatorConfig) -> Result<Simulator, SimulatorError> {
-        let rates = [config.drop_rate, config.late_rate, config.forge_rate, config.malformed_rate, config.reject_rate, config.duplicate_rate];
+    pub fn start(
+        broker: &BrokerOptions,
+        catalog: Arc<Catalog>,
+        config: SimulatorConfig,
+    ) -> Result<Simulator, SimulatorError> {
+        let rates = [
+            config.drop_rate,
+            config.late_rate,
+            config.forge_rate,
+            config.malformed_rate,
+            config.reject_rate,
+            config.duplicate_rate,
+        ];
         if rates.iter().any(|r| !(0.0..=1.0).contains(r)) || rates[..5].iter().sum::<f64>() > 1.0 + 1e-9 {
             return Err(SimulatorError::BadRates(format!("{rates:?}")));
         }
@@ -179,7 +190,13 @@ struct Devices {
 }
 
 impl Devices {
-    fn new(catalog: Arc<Catalog>, config: SimulatorConfig, rng: StdRng, client: AsyncClient, stats: Arc<SimulatorStats>) -> Devices {
+    fn new(
+        catalog: Arc<Catalog>,
+        config: SimulatorConfig,
+        rng: StdRng,
+        client: AsyncClient,
+        stats: Arc<SimulatorStats>,
+    ) -> Devices {
         let routes = catalog
             .devices
             .iter()
@@ -309,7 +326,9 @@ impl Devices {
         }
         let parsed: Option<Command> = serde_json::from_slice(&publish.payload).ok();
         let ack = match parsed {
-            _ if fault == Fault::Reject => HearkenAck { status: AckStatus::Error, state: None, error: Some("simulated refusal".into()) },
+            _ if fault == Fault::Reject => {
+                HearkenAck { status: AckStatus::Error, state: None, error: Some("simulated refusal".into()) }
+            }
             Some(cmd) if cmd.device == device.id && command::validate(&self.catalog, &cmd).is_ok() => {
                 let state = self.apply(index, &cmd.action, cmd.value);
                 HearkenAck { status: AckStatus::Ok, state: Some(Value::Object(state)), error: None }
@@ -324,7 +343,8 @@ impl Devices {
                 HearkenAck { status: AckStatus::Error, state: None, error: Some("payload is not a command".into()) }
             }
         };
-        let correlation = if fault == Fault::Forge { Bytes::from(rand::random::<[u8; 16]>().to_vec()) } else { correlation };
+        let correlation =
+            if fault == Fault::Forge { Bytes::from(rand::random::<[u8; 16]>().to_vec()) } else { correlation };
         let payload = if fault == Fault::Malformed {
             b"{\"status\": ok".to_vec()
         } else {
@@ -335,7 +355,14 @@ impl Devices {
     }
 
     /// zigbee2mqtt (`tasmota_command` is `None`) or tasmota.
-    fn answer_echo(&mut self, device: &Device, index: usize, payload: &[u8], tasmota_command: Option<&str>, fault: Fault) -> Option<Answer> {
+    fn answer_echo(
+        &mut self,
+        device: &Device,
+        index: usize,
+        payload: &[u8],
+        tasmota_command: Option<&str>,
+        fault: Fault,
+    ) -> Option<Answer> {
         let before = self.state_of(index);
         let changes: Map<String, Value> = match tasmota_command {
             None => match serde_json::from_slice::<Value>(payload) {

@@ -41,9 +41,8 @@ fn mosquitto_binary() -> Option<PathBuf> {
     if standard.exists() {
         return Some(standard.to_owned());
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join("mosquitto")).find(|p| p.exists())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("mosquitto")).find(|p| p.exists()))
 }
 
 /// A port that was free a moment ago.

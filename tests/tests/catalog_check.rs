@@ -49,13 +49,23 @@ fn example_catalogs_pass_with_a_summary() {
 
 #[test]
 fn duplicate_ids_are_named() {
-    assert_problem(&format!("site = \"s\"\n{GOOD_DEVICE}{}", GOOD_DEVICE.replace("name = \"lamp\"", "name = \"other\"")), Some("lamp"), "id", "duplicate id");
+    assert_problem(
+        &format!("site = \"s\"\n{GOOD_DEVICE}{}", GOOD_DEVICE.replace("name = \"lamp\"", "name = \"other\"")),
+        Some("lamp"),
+        "id",
+        "duplicate id",
+    );
 }
 
 #[test]
 fn unknown_protocol_is_named_with_the_known_ones() {
     let body = format!("site = \"s\"\n{}", GOOD_DEVICE.replace("actions =", "protocol = \"homekit\"\nactions ="));
-    assert_problem(&body, Some("lamp"), "protocol", "unknown protocol 'homekit' (known: hearken, zigbee2mqtt, tasmota)");
+    assert_problem(
+        &body,
+        Some("lamp"),
+        "protocol",
+        "unknown protocol 'homekit' (known: hearken, zigbee2mqtt, tasmota)",
+    );
 }
 
 #[test]
@@ -89,26 +99,36 @@ fn bad_id_characters_are_named() {
 
 #[test]
 fn action_the_protocol_cannot_encode_is_named() {
-    let body = "site = \"s\"\n[[devices]]\nid = \"plug\"\nname = \"plug\"\nprotocol = \"tasmota\"\nactions = [\"unlock\"]\n";
+    let body =
+        "site = \"s\"\n[[devices]]\nid = \"plug\"\nname = \"plug\"\nprotocol = \"tasmota\"\nactions = [\"unlock\"]\n";
     assert_problem(body, Some("plug"), "actions", "protocol tasmota cannot encode action 'unlock'");
 }
 
 #[test]
 fn ambiguous_spoken_names_are_named() {
     let second = "[[devices]]\nid = \"other\"\nname = \"other\"\naliases = [\"Lamp\"]\nactions = [\"turn_on\"]\n";
-    assert_problem(&format!("site = \"s\"\n{GOOD_DEVICE}{second}"), Some("other"), "aliases", "already a name of device 'lamp'");
+    assert_problem(
+        &format!("site = \"s\"\n{GOOD_DEVICE}{second}"),
+        Some("other"),
+        "aliases",
+        "already a name of device 'lamp'",
+    );
 }
 
 #[test]
 fn wildcard_topic_and_bad_budget_are_named() {
-    let body = format!("site = \"s\"\n{}", GOOD_DEVICE.replace("actions =", "topic = \"home/+/lamp\"\nbudget_ms = 0\nactions ="));
+    let body = format!(
+        "site = \"s\"\n{}",
+        GOOD_DEVICE.replace("actions =", "topic = \"home/+/lamp\"\nbudget_ms = 0\nactions =")
+    );
     assert_problem(&body, Some("lamp"), "topic", "wildcards");
     assert_problem(&body, Some("lamp"), "budget_ms", "between 1 and");
 }
 
 #[test]
 fn unknown_fields_and_bad_toml_name_the_file_and_field() {
-    let (code, err) = check(&format!("site = \"s\"\n{}", GOOD_DEVICE.replace("actions =", "colour = \"red\"\nactions =")));
+    let (code, err) =
+        check(&format!("site = \"s\"\n{}", GOOD_DEVICE.replace("actions =", "colour = \"red\"\nactions =")));
     assert_eq!(code, 2);
     assert!(err.contains("broken.toml") && err.contains("colour"), "{err}");
     let (code, err) = check("site = \n");

@@ -81,7 +81,11 @@ async fn send_prints_the_contract_line_audits_and_publishes_an_event() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
 
-    for command in [&["kitchen_light", "set_brightness", "120"][..], &["porch_light", "turn_on"], &["thermostat", "set_temperature", "21"]] {
+    for command in [
+        &["kitchen_light", "set_brightness", "120"][..],
+        &["porch_light", "turn_on"],
+        &["thermostat", "set_temperature", "21"],
+    ] {
         let (code, line, err) = send(&broker.url(), &home, Some(&audit), &[], command);
         assert_eq!(code, 0, "{line} {err}");
         assert_eq!(line["outcome"], "acknowledged");
@@ -145,7 +149,8 @@ async fn broker_absent_gives_not_sent_audited() {
     assert_eq!(line["outcome"], "not_sent");
     assert!(line["reason"].as_str().unwrap().contains("not reachable"), "{line}");
     assert!(err.contains("not reachable"), "{err}");
-    let records: Vec<Value> = std::fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<Value> =
+        std::fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(records.len(), 2);
     assert_eq!(records[0]["kind"], "command");
     assert_eq!(records[1]["outcome"], "not_sent");
@@ -213,11 +218,61 @@ fn openssl(dir: &Path, args: &[&str]) {
 fn make_certificates(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     for ca in ["ca", "other_ca"] {
-        openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN={ca}"), "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.pem")]);
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ],
+        );
     }
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
     std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
     for entry in std::fs::read_dir(dir).unwrap() {
         std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
@@ -228,7 +283,10 @@ async fn tls_with_a_ca_file_and_password_authentication() {
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
     let passwords = dir.path().join("passwords");
-    let status = Command::new("mosquitto_passwd").args(["-b", "-c", passwords.to_str().unwrap(), "operator", "s3cret"]).status().unwrap();
+    let status = Command::new("mosquitto_passwd")
+        .args(["-b", "-c", passwords.to_str().unwrap(), "operator", "s3cret"])
+        .status()
+        .unwrap();
     assert!(status.success());
     std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (tls_port, auth_port) = (free_port().unwrap(), free_port().unwrap());
@@ -249,7 +307,8 @@ async fn tls_with_a_ca_file_and_password_authentication() {
     assert_eq!(line["outcome"], "acknowledged");
 
     let other_ca = format!("{d}/other_ca.pem");
-    let (code, line, _) = send(&tls, &catalog, None, &["--ca-file", &other_ca, "--connect-timeout-ms", "1000"], &["tv", "turn_on"]);
+    let (code, line, _) =
+        send(&tls, &catalog, None, &["--ca-file", &other_ca, "--connect-timeout-ms", "1000"], &["tv", "turn_on"]);
     assert_eq!(code, 3);
     assert_eq!(line["outcome"], "not_sent", "{line}");
 
@@ -259,12 +318,22 @@ async fn tls_with_a_ca_file_and_password_authentication() {
 
     let auth = format!("mqtt://127.0.0.1:{auth_port}");
     let password_file = write_file(dir.path(), "password.txt", "s3cret\n");
-    let (code, line, err) =
-        send(&auth, &catalog, None, &["--username", "operator", "--password-file", password_file.to_str().unwrap()], &["tv", "turn_off"]);
+    let (code, line, err) = send(
+        &auth,
+        &catalog,
+        None,
+        &["--username", "operator", "--password-file", password_file.to_str().unwrap()],
+        &["tv", "turn_off"],
+    );
     assert_eq!(code, 0, "{line} {err}");
     let wrong = write_file(dir.path(), "wrong.txt", "guess\n");
-    let (code, line, err) =
-        send(&auth, &catalog, None, &["--username", "operator", "--password-file", wrong.to_str().unwrap(), "--connect-timeout-ms", "1000"], &["tv", "turn_off"]);
+    let (code, line, err) = send(
+        &auth,
+        &catalog,
+        None,
+        &["--username", "operator", "--password-file", wrong.to_str().unwrap(), "--connect-timeout-ms", "1000"],
+        &["tv", "turn_off"],
+    );
     assert_eq!(code, 3);
     assert_eq!(line["outcome"], "not_sent");
     assert!(!err.contains("guess") && !line.to_string().contains("guess"), "password leaked: {err} {line}");

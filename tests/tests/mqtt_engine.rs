@@ -173,7 +173,11 @@ async fn retained_state_that_predates_the_command_is_not_an_acknowledgement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_commands_in_flight_are_each_acknowledged_exactly_once() {
     let broker = Mosquitto::start().unwrap();
-    let config = SimulatorConfig { latency: Duration::from_millis(20), jitter: Duration::from_millis(20), ..SimulatorConfig::default() };
+    let config = SimulatorConfig {
+        latency: Duration::from_millis(20),
+        jitter: Duration::from_millis(20),
+        ..SimulatorConfig::default()
+    };
     let (link, sim) = setup(&broker, 2000, config).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..300i64 {

@@ -38,7 +38,8 @@ fn example_catalogs_match_the_catalog_schema() {
         assert_valid(&validator, &catalog_json(&repo_file(name)));
     }
     assert!(!validator.is_valid(&json!({"site": "Bad Site", "devices": []})));
-    assert!(!validator.is_valid(&json!({"site": "s", "devices": [{"id": "a", "name": "a", "actions": ["x"], "protocol": "knx"}]})));
+    assert!(!validator
+        .is_valid(&json!({"site": "s", "devices": [{"id": "a", "name": "a", "actions": ["x"], "protocol": "knx"}]})));
 }
 
 #[test]

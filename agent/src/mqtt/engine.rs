@@ -211,7 +211,15 @@ impl CommandLink {
         };
         tokio::spawn(engine.run(request_rx, wire_rx));
         tracing::debug!(%client_id, "MQTT link started");
-        Ok(CommandLink { catalog, requests: request_tx, state: state_rx, late: late_tx, stats, url: broker.url.clone(), client_id })
+        Ok(CommandLink {
+            catalog,
+            requests: request_tx,
+            state: state_rx,
+            late: late_tx,
+            stats,
+            url: broker.url.clone(),
+            client_id,
+        })
     }
 
     /// Waits until the broker has accepted a connection, or fails with the
@@ -526,7 +534,15 @@ impl Engine {
         }
         self.inflight.insert(
             id,
-            Inflight { reply, expect: outbound.expect.clone(), started, deadline, budget, written: false, accepted: false },
+            Inflight {
+                reply,
+                expect: outbound.expect.clone(),
+                started,
+                deadline,
+                budget,
+                written: false,
+                accepted: false,
+            },
         );
         self.deadlines.insert((deadline, id));
         self.pending_outbound.insert(id, (outbound, budget));
@@ -547,9 +563,20 @@ impl Engine {
                 properties.response_topic = Some(self.response_topic.clone());
                 properties.correlation_data = Some(Bytes::from(c.clone()));
             }
-            match client.try_publish_with_properties(outbound.topic, QoS::AtLeastOnce, false, outbound.payload, properties) {
+            match client.try_publish_with_properties(
+                outbound.topic,
+                QoS::AtLeastOnce,
+                false,
+                outbound.payload,
+                properties,
+            ) {
                 Ok(()) => self.submitted.push_back(id),
-                Err(e) => self.resolve(id, Outcome::NotSent, None, Some(format!("MQTT client queue refused the command: {e}"))),
+                Err(e) => self.resolve(
+                    id,
+                    Outcome::NotSent,
+                    None,
+                    Some(format!("MQTT client queue refused the command: {e}")),
+                ),
             }
         }
     }
@@ -575,11 +602,8 @@ impl Engine {
             Event::Incoming(Packet::ConnAck(connack)) => {
                 self.connected = true;
                 self.stats.connections.fetch_add(1, Ordering::Relaxed);
-                self.broker_slots = connack
-                    .properties
-                    .as_ref()
-                    .and_then(|p| p.receive_max)
-                    .map_or(usize::from(u16::MAX), usize::from);
+                self.broker_slots =
+                    connack.properties.as_ref().and_then(|p| p.receive_max).map_or(usize::from(u16::MAX), usize::from);
                 self.outstanding = 0;
                 if let Some(client) = &self.client {
                     let filters = self
@@ -619,7 +643,9 @@ impl Engine {
                                 self.resolve(id, Outcome::Accepted, None, None);
                             }
                         }
-                        reason => self.resolve(id, Outcome::Rejected, None, Some(format!("broker refused: {reason:?}"))),
+                        reason => {
+                            self.resolve(id, Outcome::Rejected, None, Some(format!("broker refused: {reason:?}")))
+                        }
                     }
                 }
                 self.submit_queued();
@@ -639,7 +665,12 @@ impl Engine {
         self.state.send_replace(LinkState { connected: false, last_error: Some(reason) });
         let unwritten: Vec<u64> = self.submitted.drain(..).chain(self.queued.drain(..)).collect();
         for id in unwritten {
-            self.resolve(id, Outcome::NotSent, None, Some("broker connection lost before the command was written".to_owned()));
+            self.resolve(
+                id,
+                Outcome::NotSent,
+                None,
+                Some("broker connection lost before the command was written".to_owned()),
+            );
         }
         self.by_pkid.clear();
     }
@@ -739,7 +770,10 @@ impl Engine {
             let (outcome, reason) = if entry.written {
                 let broker = if entry.accepted { "the broker accepted it" } else { "not even the broker confirmed it" };
                 let owed = if entry.expect == Expectation::Broker { "broker" } else { "device" };
-                (Outcome::Timeout, Some(format!("no {owed} acknowledgement within {} ms ({broker})", entry.budget.as_millis())))
+                (
+                    Outcome::Timeout,
+                    Some(format!("no {owed} acknowledgement within {} ms ({broker})", entry.budget.as_millis())),
+                )
             } else {
                 // Still in our own queue (never handed to rumqttc) or handed over
                 // but not written: either way it must not go out late.
@@ -780,7 +814,14 @@ impl Engine {
                 acknowledged: matches!(outcome, Outcome::Acknowledged | Outcome::Rejected),
             },
         );
-        let _ = entry.reply.send(Delivery { command_id: id, outcome, latency, state, reason, broker_accepted: entry.accepted });
+        let _ = entry.reply.send(Delivery {
+            command_id: id,
+            outcome,
+            latency,
+            state,
+            reason,
+            broker_accepted: entry.accepted,
+        });
     }
 }
 

@@ -55,7 +55,8 @@ impl BrokerOptions {
     /// expiry: the broker keeps nothing for us, so nothing can be replayed
     /// after a reconnect.
     pub fn to_mqtt_options(&self, client_id: &str) -> Result<MqttOptions, MqttError> {
-        let url = url::Url::parse(&self.url).map_err(|e| MqttError::BadUrl { url: self.url.clone(), reason: e.to_string() })?;
+        let url = url::Url::parse(&self.url)
+            .map_err(|e| MqttError::BadUrl { url: self.url.clone(), reason: e.to_string() })?;
         let tls = match url.scheme() {
             "mqtt" | "tcp" => false,
             "mqtts" | "ssl" => true,
@@ -83,7 +84,8 @@ impl BrokerOptions {
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
         options.set_network_options(network);
-        let username = self.username.clone().or_else(|| (!url.username().is_empty()).then(|| url.username().to_owned()));
+        let username =
+            self.username.clone().or_else(|| (!url.username().is_empty()).then(|| url.username().to_owned()));
         if let Some(user) = username {
             options.set_credentials(user, self.password.clone().unwrap_or_default());
         }
@@ -99,7 +101,8 @@ impl BrokerOptions {
     }
 
     fn tls_transport(&self) -> Result<Transport, MqttError> {
-        let read = |path: &PathBuf| std::fs::read(path).map_err(|source| MqttError::TlsFile { file: path.clone(), source });
+        let read =
+            |path: &PathBuf| std::fs::read(path).map_err(|source| MqttError::TlsFile { file: path.clone(), source });
         let Some(ca_path) = &self.ca_file else {
             return Err(MqttError::BadUrl {
                 url: self.url.clone(),

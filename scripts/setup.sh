@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what hearken's build, tests and demo need on Debian/Ubuntu:
+# Mosquitto (the real broker the tests talk to), its client tools, and OpenSSL
+# (the TLS test makes its own certificates). Idempotent: installs only what is
+# missing, and runs `apt-get update` only when it has to install something.
+set -euo pipefail
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_passwd >/dev/null 2>&1 || need+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${need[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Debian starts a system-wide Mosquitto on :1883 after installing it. hearken's
+# tests start their own brokers on free ports and do not need it.
+command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install the Rust toolchain (rustup)" >&2; exit 1; }
+echo "setup: ok" >&2
