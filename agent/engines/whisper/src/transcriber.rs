@@ -1,0 +1,163 @@
+//! whisper.cpp with settings for short spoken commands.
+//!
+//! Greedy decoding, one segment, no temperature fallback, no context carried
+//! between requests, and `audio_ctx` sized to the clip (the encoder then
+//! works on the clip, not on 30 s of padding: ~3× faster). A shortened
+//! `audio_ctx` makes tiny models loop ("turn on the light. turn on the
+//! light. …") when timestamps are off, so timestamps stay on, the context
+//! keeps a margin of [`AUDIO_CTX_MARGIN`] frames, the token count is capped
+//! by the clip length, and repeated phrases are removed from the text.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+
+/// Encoder frames kept beyond the clip (one frame is 20 ms).
+pub const AUDIO_CTX_MARGIN: usize = 64;
+
+/// Longest clip accepted: whisper's window.
+pub const MAX_SAMPLES: usize = 30 * 16_000;
+
+/// Errors of the transcription stage.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscribeError {
+    /// The model file could not be loaded.
+    #[error("cannot load whisper model {path}: {reason}")]
+    Load {
+        /// The model path.
+        path: String,
+        /// whisper.cpp's complaint.
+        reason: String,
+    },
+    /// The clip is longer than whisper's 30 s window.
+    #[error("audio is {seconds:.1} s long; at most 30 s per request")]
+    TooLong {
+        /// The clip's length.
+        seconds: f32,
+    },
+    /// Inference failed.
+    #[error("whisper inference failed: {0}")]
+    Inference(String),
+}
+
+/// One transcript and what it cost.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Transcript {
+    /// The text, trimmed, with repeated phrases removed.
+    pub text: String,
+    /// Encoder frames used.
+    pub audio_ctx: usize,
+}
+
+/// A loaded model with one decoding state; requests are served one at a time
+/// (two ggml computations at once on a small box only slow each other down).
+pub struct Transcriber {
+    _context: WhisperContext,
+    state: Mutex<WhisperState>,
+    threads: usize,
+}
+
+impl Transcriber {
+    /// Loads a ggml whisper model.
+    pub fn load(path: &Path, threads: usize, use_gpu: bool) -> Result<Transcriber, TranscribeError> {
+        let error = |reason: String| TranscribeError::Load { path: path.display().to_string(), reason };
+        let parameters = WhisperContextParameters { use_gpu, ..WhisperContextParameters::default() };
+        let context = WhisperContext::new_with_params(path, parameters).map_err(|e| error(e.to_string()))?;
+        let state = context.create_state().map_err(|e| error(e.to_string()))?;
+        Ok(Transcriber { _context: context, state: Mutex::new(state), threads: threads.max(1) })
+    }
+
+    /// Transcribes 16 kHz mono samples; `prompt` primes the vocabulary
+    /// (device names) and `language` is an ISO code such as `en`.
+    pub fn transcribe(
+        &self,
+        samples: &[f32],
+        prompt: Option<&str>,
+        language: &str,
+    ) -> Result<Transcript, TranscribeError> {
+        if samples.len() > MAX_SAMPLES {
+            return Err(TranscribeError::TooLong { seconds: samples.len() as f32 / 16_000.0 });
+        }
+        let audio_ctx = (samples.len().div_ceil(320) + AUDIO_CTX_MARGIN).min(1500);
+        let seconds = samples.len().div_ceil(16_000);
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads as i32);
+        params.set_language(Some(language));
+        params.set_translate(false);
+        params.set_no_context(true);
+        params.set_single_segment(true);
+        params.set_no_timestamps(false);
+        params.set_temperature(0.0);
+        params.set_temperature_inc(0.0);
+        params.set_audio_ctx(audio_ctx as i32);
+        params.set_max_tokens((16 + 8 * seconds).min(224) as i32);
+        params.set_suppress_blank(true);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        if let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) {
+            params.set_initial_prompt(prompt);
+        }
+        // whisper.cpp needs at least 1 s; pad short clips with silence.
+        let mut padded;
+        let audio = if samples.len() < 16_000 + 1_600 {
+            padded = samples.to_vec();
+            padded.resize(16_000 + 1_600, 0.0);
+            &padded[..]
+        } else {
+            samples
+        };
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.full(params, audio).map_err(|e| TranscribeError::Inference(e.to_string()))?;
+        let mut text = String::new();
+        for segment in state.as_iter() {
+            let piece = segment.to_str_lossy().map_err(|e| TranscribeError::Inference(e.to_string()))?;
+            text.push_str(&piece);
+        }
+        drop(state);
+        Ok(Transcript { text: remove_repeats(text.trim()), audio_ctx })
+    }
+}
+
+/// Drops a phrase that repeats the one before it ("turn on the light. turn
+/// on the light." → "turn on the light."), the signature of a decoding loop.
+pub fn remove_repeats(text: &str) -> String {
+    let mut phrases: Vec<&str> = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if matches!(c, '.' | '!' | '?' | ',') {
+            phrases.push(&text[start..=i]);
+            start = i + c.len_utf8();
+        }
+    }
+    if start < text.len() {
+        phrases.push(&text[start..]);
+    }
+    let normalize = |p: &str| p.trim().trim_end_matches(['.', '!', '?', ',']).to_lowercase();
+    let mut kept: Vec<&str> = Vec::new();
+    for phrase in phrases {
+        if normalize(phrase).is_empty() {
+            continue;
+        }
+        if kept.last().is_some_and(|last| normalize(last) == normalize(phrase)) {
+            continue;
+        }
+        kept.push(phrase);
+    }
+    kept.concat().trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_phrases_are_removed_and_distinct_ones_kept() {
+        assert_eq!(remove_repeats("Turn on the light. Turn on the light. turn on the light."), "Turn on the light.");
+        assert_eq!(remove_repeats("Lights on, fan off."), "Lights on, fan off.");
+        assert_eq!(remove_repeats("Stop conveyor two"), "Stop conveyor two");
+        assert_eq!(remove_repeats(""), "");
+    }
+}

