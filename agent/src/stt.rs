@@ -1,0 +1,209 @@
+//! Speech-to-text over the OpenAI-compatible `/v1/audio/transcriptions`
+//! API: the client for hearken's own engine and for any other server that
+//! speaks it, and the supervisor that starts a local `hearken-whisper`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::audio;
+
+/// Errors of the speech-to-text stage.
+#[derive(Debug, thiserror::Error)]
+pub enum SttError {
+    /// The server could not be reached or did not answer in time.
+    #[error("speech engine {url}: {reason}")]
+    Unreachable {
+        /// The server.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server answered with an error status.
+    #[error("speech engine {url} answered {status}: {message}")]
+    Status {
+        /// The server.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The answer is not the expected JSON.
+    #[error("speech engine {url} sent an unreadable answer: {reason}")]
+    BadAnswer {
+        /// The server.
+        url: String,
+        /// Why it is unreadable.
+        reason: String,
+    },
+    /// The engine process could not be started.
+    #[error("cannot start {binary}: {reason}")]
+    Spawn {
+        /// The engine binary.
+        binary: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One transcription.
+#[derive(Debug, Clone)]
+pub struct SttResult {
+    /// The transcript.
+    pub text: String,
+    /// Request → answer, as the client saw it.
+    pub latency: Duration,
+}
+
+/// A client for one OpenAI-compatible transcription endpoint.
+#[derive(Clone)]
+pub struct SttClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: Option<String>,
+    model: String,
+}
+
+impl SttClient {
+    /// A client for `base_url` (e.g. `http://127.0.0.1:8081`), sending
+    /// `token` as a bearer token when given.
+    pub fn new(base_url: &str, token: Option<String>, timeout: Duration) -> Result<SttClient, SttError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| SttError::Unreachable { url: base_url.to_owned(), reason: e.to_string() })?;
+        Ok(SttClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token,
+            model: "whisper-1".to_owned(),
+        })
+    }
+
+    /// Transcribes 16 kHz mono samples; `prompt` primes the vocabulary.
+    pub async fn transcribe(&self, samples: &[f32], prompt: Option<&str>) -> Result<SttResult, SttError> {
+        let url = format!("{}/v1/audio/transcriptions", self.base_url);
+        let wav = audio::encode_wav16k(samples);
+        let part = reqwest::multipart::Part::bytes(wav)
+            .file_name("audio.wav")
+            .mime_str("audio/wav")
+            .map_err(|e| SttError::BadAnswer { url: url.clone(), reason: e.to_string() })?;
+        let mut form = reqwest::multipart::Form::new()
+            .part("file", part)
+            .text("model", self.model.clone())
+            .text("language", "en")
+            .text("response_format", "json");
+        if let Some(prompt) = prompt {
+            form = form.text("prompt", prompt.to_owned());
+        }
+        let mut request = self.http.post(&url).multipart(form);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let started = Instant::now();
+        let response =
+            request.send().await.map_err(|e| SttError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+        let status = response.status();
+        let body =
+            response.text().await.map_err(|e| SttError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+        let latency = started.elapsed();
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            return Err(SttError::Status { url, status: status.as_u16(), message });
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| SttError::BadAnswer { url: url.clone(), reason: e.to_string() })?;
+        let text = value["text"]
+            .as_str()
+            .ok_or_else(|| SttError::BadAnswer { url: url.clone(), reason: "no \"text\" field".to_owned() })?;
+        Ok(SttResult { text: text.trim().to_owned(), latency })
+    }
+
+    /// Checks `GET /health`.
+    pub async fn health(&self) -> Result<(), SttError> {
+        let url = format!("{}/health", self.base_url);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| SttError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(SttError::Status { url, status: response.status().as_u16(), message: "unhealthy".to_owned() })
+        }
+    }
+}
+
+/// A `hearken-whisper` process started by hearken, killed on drop.
+pub struct WhisperProcess {
+    child: tokio::process::Child,
+    /// Its base URL.
+    pub url: String,
+    /// The token it requires.
+    pub token: String,
+}
+
+/// Where the engine binaries are: `$HEARKEN_ENGINE_DIR`, else next to the running executable.
+pub fn engine_binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("HEARKEN_ENGINE_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+impl WhisperProcess {
+    /// Starts `hearken-whisper` on a free loopback port with a fresh random
+    /// token and waits until it is healthy (model loaded).
+    pub async fn start(model: &Path, threads: usize) -> Result<WhisperProcess, SttError> {
+        let binary = engine_binary("hearken-whisper");
+        let spawn_error = |reason: String| SttError::Spawn { binary: binary.display().to_string(), reason };
+        let token = hex::encode(rand::random::<[u8; 24]>());
+        let mut child = tokio::process::Command::new(&binary)
+            .arg("--model")
+            .arg(model)
+            .args(["--listen", "127.0.0.1:0", "--threads", &threads.to_string()])
+            .env("HEARKEN_ENGINE_TOKEN", &token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| spawn_error(e.to_string()))?;
+        let stdout = child.stdout.take().ok_or_else(|| spawn_error("no stdout".to_owned()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .map_err(|_| spawn_error("did not start within 60 s".to_owned()))?
+            .map_err(|e| spawn_error(e.to_string()))?
+            .ok_or_else(|| spawn_error("exited before listening (see its messages above)".to_owned()))?;
+        let ready: serde_json::Value =
+            serde_json::from_str(&first).map_err(|e| spawn_error(format!("{e}: {first}")))?;
+        let address =
+            ready["listening"].as_str().ok_or_else(|| spawn_error(format!("unexpected first line {first}")))?;
+        let url = format!("http://{address}");
+        let process = WhisperProcess { child, url, token };
+        process.client(Duration::from_secs(5))?.health().await?;
+        Ok(process)
+    }
+
+    /// A client for this engine.
+    pub fn client(&self, timeout: Duration) -> Result<SttClient, SttError> {
+        SttClient::new(&self.url, Some(self.token.clone()), timeout)
+    }
+
+    /// The process id, for tests and supervision.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
