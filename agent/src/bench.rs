@@ -269,3 +269,351 @@ async fn paced_phase(link: &CommandLink, catalog: &Arc<Catalog>, options: &MqttB
     }
     (latencies, failed)
 }
+
+/// Commands spoken for `hearken bench stt`: two to four seconds each, with
+/// the device names, numbers and verbs of the example catalogs.
+pub const STT_COMMANDS: [&str; 20] = [
+    "turn on the kitchen light",
+    "turn off the living room lamp",
+    "set the thermostat to twenty one degrees",
+    "stop conveyor two",
+    "start pump three",
+    "open the garage door",
+    "lock the front door",
+    "turn on the porch light and the ceiling fan",
+    "close the living room blinds",
+    "turn off the hall lights",
+    "start the air compressor",
+    "turn on the coffee machine",
+    "pause the kitchen speaker",
+    "turn off the tv",
+    "close the fire door",
+    "set the kiln to nine hundred degrees",
+    "turn off the bedroom light",
+    "turn on the exhaust fan",
+    "set the ceiling fan speed to two",
+    "dim the kitchen light to fifty percent",
+];
+
+/// Settings of `hearken bench stt`.
+#[derive(Debug, Clone)]
+pub struct SttBenchOptions {
+    /// ggml model for hearken-whisper.
+    pub model: std::path::PathBuf,
+    /// CTranslate2 directory of the same weights, for faster-whisper (`None` skips it).
+    pub ct2_dir: Option<std::path::PathBuf>,
+    /// Python with faster-whisper installed (`None` skips it).
+    pub python: Option<std::path::PathBuf>,
+    /// Threads for both engines.
+    pub threads: usize,
+    /// Transcriptions per clip (the first is a warm-up and not counted).
+    pub runs: usize,
+}
+
+/// One engine's result in `hearken bench stt`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SttEngineReport {
+    /// Median transcription latency.
+    pub median_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// Word error rate over all clips (normalized words).
+    pub wer: f64,
+    /// Transcripts of the last run, for inspection.
+    pub transcripts: Vec<String>,
+}
+
+/// The report of `hearken bench stt`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SttBenchReport {
+    /// Always `"stt"`.
+    pub bench: &'static str,
+    /// Clips transcribed.
+    pub clips: usize,
+    /// Threads per engine.
+    pub threads: usize,
+    /// hearken-whisper (whisper.cpp, clip-sized audio_ctx).
+    pub hearken: SttEngineReport,
+    /// faster-whisper (CTranslate2 int8, beam 1), when run.
+    pub faster_whisper: Option<SttEngineReport>,
+    /// hearken median / faster-whisper median.
+    pub median_ratio: Option<f64>,
+    /// hearken-whisper's resident memory after the run.
+    pub engine_rss_mb: Option<f64>,
+    /// hearken-whisper's CPU use while idle for 2 s after the run.
+    pub engine_idle_cpu_percent: Option<f64>,
+}
+
+/// Lowercase words without punctuation, number words as digits.
+pub fn normalize_words(text: &str) -> Vec<String> {
+    let lowered: String =
+        text.to_lowercase().chars().map(|c| if c.is_alphanumeric() || c == '%' { c } else { ' ' }).collect();
+    let units = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+    let tens = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
+    let words: Vec<&str> = lowered.split_whitespace().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        if let Some(t) = tens.iter().position(|x| !x.is_empty() && *x == w) {
+            let unit = words.get(i + 1).and_then(|n| units.iter().position(|u| u == n)).filter(|u| *u > 0);
+            out.push((t * 10 + unit.unwrap_or(0)).to_string());
+            i += if unit.is_some() { 2 } else { 1 };
+            continue;
+        }
+        if w == "hundred" {
+            if let Some(n) = out.last_mut().and_then(|last| last.parse::<u32>().ok().map(|v| (last, v))) {
+                *n.0 = (n.1 * 100).to_string();
+                i += 1;
+                continue;
+            }
+        }
+        match units.iter().position(|u| *u == w) {
+            Some(u) => out.push(u.to_string()),
+            None if w.ends_with('%') => {
+                out.push(w.trim_end_matches('%').to_owned());
+                out.push("percent".to_owned());
+            }
+            None => out.push(w.to_owned()),
+        }
+        i += 1;
+    }
+    out.retain(|w| !w.is_empty());
+    out
+}
+
+/// Word-level edit distance.
+fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
+    let mut row: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, r) in reference.iter().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, h) in hypothesis.iter().enumerate() {
+            let substitution = previous + usize::from(r != h);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[hypothesis.len()]
+}
+
+/// Word error rate of `hypotheses` against `references` (both normalized).
+pub fn word_error_rate(references: &[&str], hypotheses: &[String]) -> f64 {
+    let (mut errors, mut words) = (0, 0);
+    for (r, h) in references.iter().zip(hypotheses) {
+        let r = normalize_words(r);
+        errors += word_errors(&r, &normalize_words(h));
+        words += r.len();
+    }
+    errors as f64 / words.max(1) as f64
+}
+
+const FASTER_WHISPER_SCRIPT: &str = r#"
+import json, sys, time
+from faster_whisper import WhisperModel
+model_dir, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+model = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=threads)
+for path in sys.argv[4:]:
+    times, text = [], ""
+    for _ in range(runs):
+        start = time.perf_counter()
+        segments, _ = model.transcribe(path, beam_size=1, language="en", vad_filter=False,
+                                       condition_on_previous_text=False, without_timestamps=True)
+        text = "".join(s.text for s in segments).strip()
+        times.append((time.perf_counter() - start) * 1000.0)
+    print(json.dumps({"file": path, "text": text, "ms": times[1:] if runs > 1 else times}), flush=True)
+"#;
+
+/// Errors of `hearken bench stt` beyond those of the stages it drives.
+#[derive(Debug, thiserror::Error)]
+pub enum SttBenchError {
+    /// A tool (espeak-ng, sox, python) failed.
+    #[error("{tool}: {reason}")]
+    Tool {
+        /// The tool.
+        tool: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Stt(#[from] crate::stt::SttError),
+    /// A clip could not be read.
+    #[error(transparent)]
+    Audio(#[from] crate::audio::AudioError),
+}
+
+fn run_tool(program: &str, args: &[&str]) -> Result<std::process::Output, SttBenchError> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| SttBenchError::Tool { tool: program.to_owned(), reason: e.to_string() })?;
+    if !out.status.success() {
+        return Err(SttBenchError::Tool {
+            tool: program.to_owned(),
+            reason: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(out)
+}
+
+fn proc_stat_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn proc_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Synthesizes [`STT_COMMANDS`] (espeak-ng + sox), transcribes them with
+/// hearken-whisper and, when given, faster-whisper on the same weights, and
+/// reports latency, word error rate and the engine's memory and idle CPU.
+pub async fn stt(options: &SttBenchOptions) -> Result<SttBenchReport, SttBenchError> {
+    let dir = std::env::temp_dir().join(format!("hearken-bench-stt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| SttBenchError::Tool { tool: "mkdir".into(), reason: e.to_string() })?;
+    let mut clips = Vec::new();
+    for (i, text) in STT_COMMANDS.iter().enumerate() {
+        let raw = dir.join(format!("{i:02}.raw.wav"));
+        let clip = dir.join(format!("{i:02}.wav"));
+        run_tool("espeak-ng", &["-v", "en", "-s", "175", "-w", &raw.to_string_lossy(), text])?;
+        run_tool("sox", &[&raw.to_string_lossy(), "-r", "16000", "-c", "1", "-b", "16", &clip.to_string_lossy()])?;
+        clips.push(clip);
+    }
+
+    let engine = crate::stt::WhisperProcess::start(&options.model, options.threads).await?;
+    let client = engine.client(Duration::from_secs(60))?;
+    let mut latencies = Vec::new();
+    let mut transcripts = Vec::new();
+    for clip in &clips {
+        let samples = crate::audio::read_wav(clip)?.samples;
+        let mut text = String::new();
+        for run in 0..options.runs.max(2) {
+            let result = client.transcribe(&samples, None).await?;
+            if run > 0 {
+                latencies.push(result.latency);
+            }
+            text = result.text;
+        }
+        transcripts.push(text);
+    }
+    let pid = engine.pid();
+    let engine_rss_mb = pid.and_then(proc_rss_mb);
+    let engine_idle_cpu_percent = match pid.and_then(proc_stat_ticks) {
+        Some(before) => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            pid.and_then(proc_stat_ticks).map(|after| (after - before) as f64 / 2.0)
+        }
+        None => None,
+    };
+    drop(engine);
+    let summary = summarize(latencies);
+    let hearken = SttEngineReport {
+        median_ms: summary.median_ms,
+        p95_ms: summary.p95_ms,
+        wer: word_error_rate(&STT_COMMANDS, &transcripts),
+        transcripts,
+    };
+
+    let faster_whisper = match (&options.python, &options.ct2_dir) {
+        (Some(python), Some(ct2_dir)) => {
+            let script = dir.join("faster_whisper_bench.py");
+            std::fs::write(&script, FASTER_WHISPER_SCRIPT)
+                .map_err(|e| SttBenchError::Tool { tool: "write".into(), reason: e.to_string() })?;
+            let mut args = vec![
+                script.to_string_lossy().into_owned(),
+                ct2_dir.to_string_lossy().into_owned(),
+                options.threads.to_string(),
+                options.runs.max(2).to_string(),
+            ];
+            args.extend(clips.iter().map(|c| c.to_string_lossy().into_owned()));
+            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run_tool(&python.to_string_lossy(), &arg_refs)?;
+            let mut latencies = Vec::new();
+            let mut transcripts = Vec::new();
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let value: serde_json::Value = serde_json::from_str(line).map_err(|e| SttBenchError::Tool {
+                    tool: "faster-whisper".into(),
+                    reason: format!("{e}: {line}"),
+                })?;
+                for ms in value["ms"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64) {
+                    latencies.push(Duration::from_secs_f64(ms / 1000.0));
+                }
+                transcripts.push(value["text"].as_str().unwrap_or_default().to_owned());
+            }
+            let summary = summarize(latencies);
+            Some(SttEngineReport {
+                median_ms: summary.median_ms,
+                p95_ms: summary.p95_ms,
+                wer: word_error_rate(&STT_COMMANDS, &transcripts),
+                transcripts,
+            })
+        }
+        _ => None,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let median_ratio = faster_whisper
+        .as_ref()
+        .filter(|fw| fw.median_ms > 0.0)
+        .map(|fw| (hearken.median_ms / fw.median_ms * 1000.0).round() / 1000.0);
+    Ok(SttBenchReport {
+        bench: "stt",
+        clips: clips.len(),
+        threads: options.threads,
+        hearken,
+        faster_whisper,
+        median_ratio,
+        engine_rss_mb,
+        engine_idle_cpu_percent,
+    })
+}
+
+/// The report of `hearken bench vad`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VadBenchReport {
+    /// Always `"vad"`.
+    pub bench: &'static str,
+    /// Seconds of audio segmented per run.
+    pub audio_secs: f64,
+    /// Median wall time per run.
+    pub median_ms: f64,
+    /// Audio seconds per wall second, on one core.
+    pub realtime_factor: f64,
+    /// Segments found per run.
+    pub segments: usize,
+}
+
+/// Segments a minute of voice-like audio with pauses, `runs` times on one
+/// thread, and reports how many times faster than real time that is.
+pub fn vad(runs: usize) -> Result<VadBenchReport, crate::vad::VadError> {
+    let rate = crate::audio::SAMPLE_RATE as usize;
+    let mut audio = Vec::with_capacity(60 * rate);
+    while audio.len() < 60 * rate {
+        let start = audio.len();
+        audio.extend((0..2 * rate).map(|i| {
+            let t = (start + i) as f32 / rate as f32;
+            let voice: f32 = (1..=10).map(|h| ((h as f32) * 130.0 * std::f32::consts::TAU * t).sin() / h as f32).sum();
+            0.2 * voice * (0.6 + 0.4 * (t * 25.0).sin().abs())
+        }));
+        audio.extend(std::iter::repeat(0.0).take(rate));
+    }
+    let mut times = Vec::new();
+    let mut segments = 0;
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        segments = crate::vad::segment_all(&audio, crate::vad::VadConfig::default())?.len();
+        times.push(started.elapsed());
+    }
+    let summary = summarize(times);
+    let audio_secs = audio.len() as f64 / rate as f64;
+    Ok(VadBenchReport {
+        bench: "vad",
+        audio_secs,
+        median_ms: summary.median_ms,
+        realtime_factor: (audio_secs * 1000.0 / summary.median_ms.max(1e-9)).round(),
+        segments,
+    })
+}

