@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - [`audio`]: WAV and raw PCM input, resampling to 16 kHz mono.
+//! - [`capture`]: microphone capture (cpal), real-time safe, reopened when lost.
 //! - [`vad`]: streaming voice-activity segmentation (WebRTC VAD).
 //! - [`catalog`]: the device catalog (TOML), validated as a whole.
 //! - [`command`]: the command type and its validation against the catalog.
@@ -23,6 +24,7 @@
 pub mod audio;
 pub mod audit;
 pub mod bench;
+pub mod capture;
 pub mod catalog;
 pub mod command;
 pub mod events;

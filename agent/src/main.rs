@@ -14,7 +14,7 @@ use hearken::catalog::Catalog;
 use hearken::command::{self, Command};
 use hearken::mqtt::{BrokerOptions, CommandLink, Delivery, Outcome};
 use hearken::simulator::{Simulator, SimulatorConfig};
-use hearken::{audio, bench, events, millis, models, schema, stt};
+use hearken::{audio, bench, capture, events, millis, models, schema, stt, vad};
 
 /// Exit status when a command was refused before publishing or input was invalid.
 const EXIT_INVALID: u8 = 2;
@@ -56,6 +56,11 @@ enum TopCommand {
     /// Prints one JSON line per file: {"file","text","latency_ms":{"stt":…}}, or
     /// {"file","error"} for a file that cannot be read; exits 1 if any failed.
     Transcribe(TranscribeArgs),
+    /// Listen to the microphone (or raw 16 kHz s16le PCM on stdin), cut it into
+    /// utterances with the VAD and transcribe each one.
+    ///
+    /// Prints one JSON line per utterance: {"source","start_ms","end_ms","text","latency_ms":{"stt":…}}.
+    Listen(ListenArgs),
     /// Fetch, convert and locate models (cached outside the repository).
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -78,6 +83,8 @@ enum DevicesCommand {
         /// Catalog file (TOML).
         catalog: PathBuf,
     },
+    /// List audio input devices (one JSON line each: index, name, rate, channels, default).
+    Audio,
 }
 
 #[derive(Subcommand)]
@@ -266,6 +273,34 @@ struct TranscribeArgs {
 }
 
 #[derive(Args)]
+struct ListenArgs {
+    /// Input device name or index (default: the system default input).
+    #[arg(long, conflicts_with = "stdin")]
+    device: Option<String>,
+    /// Read raw 16 kHz mono s16le PCM from stdin instead of a microphone.
+    #[arg(long)]
+    stdin: bool,
+    /// Stop after this many seconds (default: until interrupted or end of stdin).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Trailing silence that ends an utterance.
+    #[arg(long, default_value_t = 400)]
+    end_silence_ms: u32,
+    /// VAD aggressiveness, 0 (keeps more) to 3.
+    #[arg(long, default_value_t = 2)]
+    aggressiveness: u8,
+    /// Longest utterance; longer speech is cut.
+    #[arg(long, default_value_t = 10_000)]
+    max_utterance_ms: u32,
+    /// ggml whisper model (default: the cached tiny.en).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Inference threads of the local engine (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
 struct SimulateArgs {
     #[command(flatten)]
     broker: BrokerArgs,
@@ -336,6 +371,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         TopCommand::Audit(AuditCommand::Verify { file }) => Ok(audit_verify(&file)),
+        TopCommand::Devices(DevicesCommand::Audio) => {
+            for device in capture::list_input_devices()? {
+                println!("{}", serde_json::to_string(&device)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TopCommand::Listen(args) => runtime()?.block_on(listen(args)),
         TopCommand::Models(ModelsCommand::Fetch { cache }) => {
             let cache = cache.unwrap_or_else(models::cache_dir);
             let whisper = models::whisper_tiny_en(&cache)?;
@@ -593,16 +635,7 @@ async fn transcribe(args: TranscribeArgs) -> anyhow::Result<ExitCode> {
             (None, stt::SttClient::new(url, token, timeout)?)
         }
         None => {
-            let model = match args.model {
-                Some(model) => model,
-                None => {
-                    let cached = models::cache_dir().join(models::WHISPER_TINY_EN_GGML);
-                    if !cached.exists() {
-                        bail!("no whisper model at {}; run `hearken models fetch` or pass --model", cached.display());
-                    }
-                    cached
-                }
-            };
+            let model = default_model(args.model)?;
             let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let engine = stt::WhisperProcess::start(&model, threads).await?;
             let client = engine.client(timeout)?;
@@ -627,6 +660,110 @@ async fn transcribe(args: TranscribeArgs) -> anyhow::Result<ExitCode> {
         println!("{line}");
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn default_model(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(model) = explicit {
+        return Ok(model);
+    }
+    let cached = models::cache_dir().join(models::WHISPER_TINY_EN_GGML);
+    if !cached.exists() {
+        bail!("no whisper model at {}; run `hearken models fetch` or pass --model", cached.display());
+    }
+    Ok(cached)
+}
+
+async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    let vad_config = vad::VadConfig {
+        end_silence_ms: args.end_silence_ms,
+        aggressiveness: args.aggressiveness,
+        max_utterance_ms: args.max_utterance_ms,
+        ..vad::VadConfig::default()
+    };
+    vad::Segmenter::new(vad_config)?;
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let engine = stt::WhisperProcess::start(&default_model(args.model)?, threads).await?;
+    let client = engine.client(Duration::from_secs(30))?;
+    let (segments_tx, mut segments_rx) = tokio::sync::mpsc::channel::<vad::Segment>(8);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stats = Arc::new(capture::CaptureStats::default());
+    let source = if args.stdin { "stdin" } else { "mic" };
+    let worker = {
+        let stop = stop.clone();
+        let stats = stats.clone();
+        let device = args.device.clone();
+        let from_stdin = args.stdin;
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let (audio_tx, audio_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(64);
+            let reader = std::thread::spawn(move || -> anyhow::Result<()> {
+                if from_stdin {
+                    use std::io::Read;
+                    let mut stdin = std::io::stdin().lock();
+                    let mut buffer = vec![0u8; 3200];
+                    loop {
+                        let n = stdin.read(&mut buffer)?;
+                        if n == 0 || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let even = n - n % 2;
+                        if audio_tx.send(audio::decode_pcm_s16le(&buffer[..even], "stdin")?).is_err() {
+                            return Ok(());
+                        }
+                    }
+                } else {
+                    let config = capture::CaptureConfig { device, ring_ms: 2_000 };
+                    capture::run(&config, &audio_tx, &stats, &stop)?;
+                    Ok(())
+                }
+            });
+            let mut segmenter = vad::Segmenter::new(vad_config)?;
+            for chunk in audio_rx {
+                for segment in segmenter.push(&chunk) {
+                    if segments_tx.blocking_send(segment).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if let Some(segment) = segmenter.finish() {
+                let _ = segments_tx.blocking_send(segment);
+            }
+            reader.join().map_err(|_| anyhow::anyhow!("audio reader panicked"))??;
+            Ok(())
+        })
+    };
+    let deadline = args.seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    loop {
+        let next = tokio::select! {
+            segment = segments_rx.recv() => segment,
+            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => None,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let Some(segment) = next else { break };
+        let line = match client.transcribe(&segment.samples, None).await {
+            Ok(result) => {
+                json!({"source": source, "start_ms": segment.start_ms, "end_ms": segment.end_ms, "cut": segment.cut,
+                                 "text": result.text, "latency_ms": {"stt": millis(result.latency)}})
+            }
+            Err(e) => {
+                json!({"source": source, "start_ms": segment.start_ms, "end_ms": segment.end_ms, "error": e.to_string()})
+            }
+        };
+        println!("{line}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(segments_rx);
+    if !args.stdin {
+        let dropped = stats.dropped_samples.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "{}",
+            json!({"dropped_samples": dropped, "device_opens": stats.opens.load(std::sync::atomic::Ordering::Relaxed)})
+        );
+    }
+    match worker.join() {
+        Ok(result) => result?,
+        Err(_) => bail!("the audio thread panicked"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {

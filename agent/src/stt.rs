@@ -71,6 +71,8 @@ impl SttClient {
     /// A client for `base_url` (e.g. `http://127.0.0.1:8081`), sending
     /// `token` as a bearer token when given.
     pub fn new(base_url: &str, token: Option<String>, timeout: Duration) -> Result<SttClient, SttError> {
+        // reqwest takes the process-wide TLS provider; installing it twice is harmless.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()

@@ -266,3 +266,41 @@ fn transcribe_cli_starts_the_engine_and_prints_one_line_per_file() {
     assert_eq!(normalize_transcript(lines[0]["text"].as_str().unwrap()), normalize_transcript(COMMANDS[0]));
     assert!(lines[1]["latency_ms"]["stt"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn listen_segments_raw_pcm_from_stdin_and_transcribes_each_utterance() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pcm = vec![0u8; 16_000];
+    for (i, text) in [COMMANDS[0], COMMANDS[3], COMMANDS[7]].iter().enumerate() {
+        let clip = samples_of(&synthesize(dir.path(), &format!("{i}.wav"), text));
+        for s in clip.iter().chain(std::iter::repeat_n(&0.0, 16_000)) {
+            pcm.extend_from_slice(&((s * 32767.0) as i16).to_le_bytes());
+        }
+    }
+    let mut child = std::process::Command::new(hearken_tests::hearken_bin())
+        .args(["listen", "--stdin", "--threads", "2", "--model", whisper_model().to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&pcm).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(normalize_transcript(lines[0]["text"].as_str().unwrap()), normalize_transcript(COMMANDS[0]));
+    let starts: Vec<u64> = lines.iter().map(|l| l["start_ms"].as_u64().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+    assert!(lines.iter().all(|l| l["source"] == "stdin" && !l["text"].as_str().unwrap().is_empty()));
+}
+
+#[test]
+fn devices_audio_answers_even_without_a_sound_card() {
+    let out = hearken(&["devices", "audio"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for line in stdout(&out).lines() {
+        let device: Value = serde_json::from_str(line).unwrap();
+        assert!(device["name"].is_string() && device["index"].is_u64());
+    }
+}
