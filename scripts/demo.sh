@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# One-command demo of what hearken does today (the foundation): installs what
-# is missing, builds, starts a private Mosquitto and the simulated devices of
-# devices/home.toml, sends commands in all three protocols, shows each
-# acknowledgement and the events topic, refuses an invalid command, and
-# verifies the audit log. Speech and the language model arrive with later
-# issues; this script grows with them.
+# One-command demo of what hearken does today: installs what is missing,
+# fetches and converts the speech model, builds, transcribes spoken commands
+# (synthesized with espeak-ng) with the local whisper engine, then starts a
+# private Mosquitto and the simulated devices of devices/home.toml, sends
+# commands in all three protocols, shows each acknowledgement and the events
+# topic, refuses an invalid command, and verifies the audit log. The language
+# model that turns transcripts into commands arrives with the intent issue;
+# this script grows with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-cargo build --release --locked -p hearken
+cargo build --release --locked -p hearken -p hearken-whisper
 hearken=${CARGO_TARGET_DIR:-target}/release/hearken
+"$hearken" models fetch
 
 work=$(mktemp -d)
 chmod 755 "$work"
@@ -35,6 +38,13 @@ events_pid=$!
 sim_pid=$!
 for _ in $(seq 50); do grep -q ready "$work/simulator.txt" 2>/dev/null && break; sleep 0.1; done
 echo "== simulated devices: $(head -1 "$work/simulator.txt")"
+
+echo "== speech: spoken commands transcribed by the local whisper engine"
+for text in "turn on the kitchen light" "lock the front door" "turn on the porch light and the ceiling fan"; do
+    espeak-ng -v en -s 175 -w "$work/raw.wav" "$text"
+    sox "$work/raw.wav" -r 16000 -c 1 -b 16 "$work/$(echo "$text" | tr ' ' _).wav"
+done
+"$hearken" transcribe "$work"/turn_on_the_kitchen_light.wav "$work"/lock_the_front_door.wav "$work"/turn_on_the_porch_light_and_the_ceiling_fan.wav
 
 audit="$work/audit.jsonl"
 send() { "$hearken" send --broker "$broker" --catalog devices/home.toml --audit "$audit" "$@" || true; }

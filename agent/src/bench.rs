@@ -617,3 +617,16 @@ pub fn vad(runs: usize) -> Result<VadBenchReport, crate::vad::VadError> {
         segments,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_and_word_error_rate() {
+        assert_eq!(normalize_words("Set the kiln to nine hundred degrees!").join(" "), "set the kiln to 900 degrees");
+        assert_eq!(normalize_words("Dim it to 50%, twenty one").join(" "), "dim it to 50 percent 21");
+        assert_eq!(word_error_rate(&["turn on the light"], &["Turn on the light.".to_owned()]), 0.0);
+        assert_eq!(word_error_rate(&["turn on the light"], &["turn of the night light".to_owned()]), 0.5);
+    }
+}

@@ -48,3 +48,20 @@ pub fn now_rfc3339() -> String {
 pub fn millis(duration: std::time::Duration) -> f64 {
     duration.as_micros() as f64 / 1000.0
 }
+
+/// Resolves on SIGINT or SIGTERM: the one shutdown signal every hearken
+/// process (the CLI's long-running commands and the engines) waits for.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

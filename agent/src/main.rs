@@ -791,7 +791,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         bail!("the simulator could not subscribe on {} within 10 s", args.broker.broker);
     }
     println!("{}", json!({"simulator": "ready", "site": catalog.site, "devices": catalog.devices.len()}));
-    shutdown_signal().await;
+    hearken::shutdown_signal().await;
     let s = simulator.stats();
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     println!(
@@ -802,20 +802,4 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     );
     simulator.stop().await;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

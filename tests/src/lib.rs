@@ -225,26 +225,5 @@ pub fn whisper_model() -> PathBuf {
 /// Lowercase words without punctuation, number words as digits: how
 /// transcripts are compared with what was said.
 pub fn normalize_transcript(text: &str) -> String {
-    let lowered: String =
-        text.to_lowercase().chars().map(|c| if c.is_alphanumeric() || c == '%' { c } else { ' ' }).collect();
-    let mut words: Vec<String> = lowered.split_whitespace().map(str::to_owned).collect();
-    let units = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
-    let tens = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let w = std::mem::take(&mut words[i]);
-        if let Some(t) = tens.iter().position(|x| !x.is_empty() && *x == w) {
-            let unit = words.get(i + 1).and_then(|n| units.iter().position(|u| u == n)).filter(|u| *u > 0);
-            out.push((t * 10 + unit.unwrap_or(0)).to_string());
-            i += if unit.is_some() { 2 } else { 1 };
-            continue;
-        }
-        match units.iter().position(|u| *u == w) {
-            Some(u) => out.push(u.to_string()),
-            None => out.push(w.replace('%', " percent").trim().to_owned()),
-        }
-        i += 1;
-    }
-    out.join(" ")
+    hearken::bench::normalize_words(text).join(" ")
 }

@@ -304,3 +304,28 @@ fn devices_audio_answers_even_without_a_sound_card() {
         assert!(device["name"].is_string() && device["index"].is_u64());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_serves_on_a_unix_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let model = whisper_model();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("whisper.sock");
+    let mut child = tokio::process::Command::new(hearken::stt::engine_binary("hearken-whisper"))
+        .args(["--model", model.to_str().unwrap(), "--listen", &format!("unix:{}", socket.display())])
+        .env("HEARKEN_ENGINE_TOKEN", "0123456789abcdef0123")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut first).await.unwrap();
+    assert!(first.contains("unix:"), "{first}");
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: engine\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"status\":\"ok\""), "{response}");
+}

@@ -99,7 +99,7 @@ async fn serve(engine: Arc<Engine>, listen: &str, threads: usize) -> anyhow::Res
         let _ = std::fs::remove_file(path);
         let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot bind {path}"))?;
         println!("{}", json!({"engine": "hearken-whisper", "listening": listen, "threads": threads}));
-        axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, router).with_graceful_shutdown(hearken::shutdown_signal()).await?;
         return Ok(());
     }
     let address: SocketAddr = listen.parse().with_context(|| format!("'{listen}' is not an address or unix:/path"))?;
@@ -109,23 +109,8 @@ async fn serve(engine: Arc<Engine>, listen: &str, threads: usize) -> anyhow::Res
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot bind {address}"))?;
     let bound = listener.local_addr()?;
     println!("{}", json!({"engine": "hearken-whisper", "listening": bound.to_string(), "threads": threads}));
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router).with_graceful_shutdown(hearken::shutdown_signal()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
 
 /// An error in OpenAI's shape.
