@@ -540,6 +540,8 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     };
 
     let link = CommandLink::start(&broker, catalog.clone())?;
+    // Subscribed before sending, so a late acknowledgement cannot slip past.
+    let mut late_rx = link.late_acks();
     let delivery = match link.wait_connected(Duration::from_millis(args.connect_timeout_ms)).await {
         Ok(()) => link.send(&command).await?,
         Err(e) => {
@@ -554,7 +556,6 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let mut late_rx = link.late_acks();
     if let (Some(log), Some(seq)) = (&audit_log, audit_seq) {
         let mut body = command_fields(&command);
         body.insert("ref".into(), json!(seq));

@@ -445,6 +445,7 @@ struct Engine {
 impl Engine {
     async fn run(mut self, mut requests: mpsc::Receiver<Request>, mut wire: mpsc::Receiver<Wire>) {
         let mut shutdown: Option<oneshot::Sender<()>> = None;
+        let mut give_up_at: Option<Instant> = None;
         loop {
             let next_deadline = self.deadlines.first().map(|(at, _)| *at);
             tokio::select! {
@@ -463,12 +464,13 @@ impl Engine {
                     }
                     None => break,
                 },
-                () = tokio::time::sleep(SHUTDOWN_GRACE), if shutdown.is_some() => break,
+                () = sleep_until(give_up_at), if give_up_at.is_some() => break,
                 request = requests.recv(), if shutdown.is_none() => match request {
                     Some(Request::Send { command, outbound, budget, reply }) => self.on_send(command, outbound, budget, reply),
                     Some(Request::Event { topic, payload }) => self.on_event(topic, payload),
                     Some(Request::Shutdown { done }) => {
                         shutdown = Some(done);
+                        give_up_at = Some(Instant::now() + SHUTDOWN_GRACE);
                         self.begin_shutdown();
                         if self.client.is_none() {
                             break;
