@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds, runs every unit and
-# integration test (real Mosquitto brokers, the device simulator), and checks
-# formatting and lints. Respects CARGO_TARGET_DIR for a cached build.
+# The whole test suite: installs what is missing, builds, fetches the whisper
+# model, runs every unit and integration test (real Mosquitto brokers, the
+# device simulator, the real whisper engine), then clippy and rustfmt.
+# Respects CARGO_TARGET_DIR for a cached build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-cargo build --workspace --all-targets --locked
+# The binaries the integration tests run, built exactly as the tests' own
+# helper builds them (same packages, same features), so it is a no-op there.
+cargo build --locked -p hearken --bin hearken -p hearken-whisper --bin hearken-whisper
 # The speech tests use the real converted whisper tiny.en (cached outside the clone).
-cargo run --quiet --locked -p hearken -- models fetch
+"${CARGO_TARGET_DIR:-target}/debug/hearken" models fetch
 cargo test --workspace --locked
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo fmt --all -- --check
