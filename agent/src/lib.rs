@@ -65,3 +65,15 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+/// Logs to stderr, filtered by `HEARKEN_LOG` (default `warn`), so stdout
+/// stays machine-readable JSON lines in every hearken binary.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARKEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+}

@@ -340,13 +340,7 @@ struct SimulateArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEARKEN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    hearken::init_logging();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -56,13 +56,7 @@ struct Engine {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEARKEN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    hearken::init_logging();
     let args = Args::parse();
     let token = match &args.token_file {
         Some(path) => {
