@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum TopCommand {
-    /// Check device catalogs and print the model-output schema.
+    /// Check device catalogs, print the model-output schema, list audio inputs.
     #[command(subcommand)]
     Devices(DevicesCommand),
     /// Send one command and wait for the device's acknowledgement.

@@ -329,3 +329,15 @@ async fn the_engine_serves_on_a_unix_socket() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"status\":\"ok\""), "{response}");
 }
+
+/// Regression: with the clip-sized context tiny.en returned an empty text for
+/// this clip; the engine now retries such clips with the full context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_the_short_context_misses_is_retried_with_the_full_context() {
+    let engine = WhisperProcess::start(&whisper_model(), 2).await.unwrap();
+    let client = engine.client(Duration::from_secs(60)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = samples_of(&synthesize(dir.path(), "unlock.wav", "unlock the front door"));
+    let text = client.transcribe(&clip, None).await.unwrap().text;
+    assert!(normalize_transcript(&text).contains("front door"), "{text:?}");
+}

@@ -6,7 +6,9 @@
 //! `audio_ctx` makes tiny models loop ("turn on the light. turn on the
 //! light. …") when timestamps are off, so timestamps stay on, the context
 //! keeps a margin of [`AUDIO_CTX_MARGIN`] frames, the token count is capped
-//! by the clip length, and repeated phrases are removed from the text.
+//! by the clip length, and repeated phrases are removed from the text. On
+//! the rare short clip where the shortened context yields no text at all,
+//! the clip is decoded once more with the full context.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -69,7 +71,9 @@ impl Transcriber {
     }
 
     /// Transcribes 16 kHz mono samples; `prompt` primes the vocabulary
-    /// (device names) and `language` is an ISO code such as `en`.
+    /// (device names) and `language` is an ISO code such as `en`. When the
+    /// clip-sized context yields nothing, the clip is decoded once more with
+    /// whisper's full context, which tiny models need on some short clips.
     pub fn transcribe(
         &self,
         samples: &[f32],
@@ -79,7 +83,21 @@ impl Transcriber {
         if samples.len() > MAX_SAMPLES {
             return Err(TranscribeError::TooLong { seconds: samples.len() as f32 / 16_000.0 });
         }
-        let audio_ctx = (samples.len().div_ceil(320) + AUDIO_CTX_MARGIN).min(1500);
+        let clip_ctx = (samples.len().div_ceil(320) + AUDIO_CTX_MARGIN).min(1500);
+        let first = self.decode(samples, prompt, language, clip_ctx)?;
+        if !first.text.is_empty() || clip_ctx == 1500 {
+            return Ok(first);
+        }
+        self.decode(samples, prompt, language, 1500)
+    }
+
+    fn decode(
+        &self,
+        samples: &[f32],
+        prompt: Option<&str>,
+        language: &str,
+        audio_ctx: usize,
+    ) -> Result<Transcript, TranscribeError> {
         let seconds = samples.len().div_ceil(16_000);
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(self.threads as i32);
