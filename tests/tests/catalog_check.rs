@@ -37,10 +37,12 @@ fn assert_problem(body: &str, device: Option<&str>, field: &str, words: &str) {
 fn example_catalogs_pass_with_a_summary() {
     let home = repo_file("devices/home.toml");
     let factory = repo_file("devices/factory.toml");
-    let out = hearken(&["devices", "check", home.to_str().unwrap(), factory.to_str().unwrap()]);
+    let office = repo_file("devices/office.toml");
+    let out =
+        hearken(&["devices", "check", home.to_str().unwrap(), factory.to_str().unwrap(), office.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3);
     for line in &lines {
         assert_eq!(line["ok"], true);
         assert!(line["devices"].as_u64().unwrap() >= 12, "{line}");

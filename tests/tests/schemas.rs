@@ -34,7 +34,7 @@ fn catalog_json(path: &Path) -> Value {
 #[test]
 fn example_catalogs_match_the_catalog_schema() {
     let validator = load_schema("catalog.schema.json");
-    for name in ["devices/home.toml", "devices/factory.toml"] {
+    for name in ["devices/home.toml", "devices/factory.toml", "devices/office.toml"] {
         assert_valid(&validator, &catalog_json(&repo_file(name)));
     }
     assert!(!validator.is_valid(&json!({"site": "Bad Site", "devices": []})));
