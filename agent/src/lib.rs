@@ -14,7 +14,10 @@
 //! - [`protocol`]: per-protocol encoding and acknowledgement matching (pure).
 //! - [`models`]: model fetching (PyPI), caching, hashing, CTranslate2 → ggml conversion.
 //! - [`mqtt`]: the MQTT link: publish, acknowledgement, outcome, reconnects.
+//! - [`engine_http`]: the engines' shared server side: token, loopback, errors.
+//! - [`engine_process`]: starting a local engine process and waiting until it is healthy.
 //! - [`stt`]: speech-to-text client (OpenAI-compatible) and the local engine process.
+//! - [`nlu`]: the intent stage: normalization, fuzzy device linking, the model, validation.
 //! - [`simulator`]: simulated devices with latency and fault injection.
 //! - [`audit`]: the hash-chained audit log and its verifier.
 //! - [`events`]: payloads for the events topic.
@@ -27,9 +30,12 @@ pub mod bench;
 pub mod capture;
 pub mod catalog;
 pub mod command;
+pub mod engine_http;
+pub mod engine_process;
 pub mod events;
 pub mod models;
 pub mod mqtt;
+pub mod nlu;
 pub mod protocol;
 pub mod schema;
 pub mod simulator;

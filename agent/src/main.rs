@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod cli;
+
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
@@ -61,6 +63,13 @@ enum TopCommand {
     ///
     /// Prints one JSON line per utterance: {"source","start_ms","end_ms","text","latency_ms":{"stt":…}}.
     Listen(ListenArgs),
+    /// Turn text into catalog-validated commands with the local intent engine (started for
+    /// the run) or a running OpenAI-compatible chat server (--llm-url).
+    ///
+    /// Prints one JSON line per utterance:
+    /// {"text","commands","needs_confirmation","latency_ms":{"nlu":…}}, or {"text","error"}
+    /// when the model's reply was refused; exits 1 if any was.
+    Interpret(cli::interpret::InterpretArgs),
     /// Fetch, convert and locate models (cached outside the repository).
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -125,6 +134,9 @@ enum BenchCommand {
     /// Transcription latency and word error rate on synthesized commands, side by side with
     /// faster-whisper on the same weights (see scripts/bench-stt.sh for the throwaway venv).
     Stt(BenchSttArgs),
+    /// Intent accuracy (exact command sets) and latency on the dev sets, clean text and
+    /// whisper tiny.en transcripts of the same commands.
+    Nlu(cli::interpret::BenchNluArgs),
     /// VAD segmentation speed on one core.
     Vad {
         /// Runs over one minute of audio.
@@ -371,9 +383,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         TopCommand::Listen(args) => runtime()?.block_on(listen(args)),
         TopCommand::Models(ModelsCommand::Fetch { cache }) => {
             let cache = cache.unwrap_or_else(models::cache_dir);
-            let whisper = models::whisper_tiny_en(&cache)?;
-            let (sha256, bytes) = models::whisper_ggml::file_sha256(&whisper)?;
-            println!("{}", json!({"model": "whisper-tiny.en", "path": whisper, "sha256": sha256, "bytes": bytes}));
+            let fetched = [
+                ("whisper-tiny.en", models::whisper_tiny_en(&cache)?),
+                ("smollm2-135m-instruct-q4_1", models::smollm2_135m(&cache)?),
+                ("gemma3-270m-q4_k_m", models::gemma3_270m(&cache)?),
+            ];
+            for (name, path) in fetched {
+                let (sha256, bytes) = models::whisper_ggml::file_sha256(&path)?;
+                println!("{}", json!({"model": name, "path": path, "sha256": sha256, "bytes": bytes}));
+            }
             Ok(ExitCode::SUCCESS)
         }
         TopCommand::Models(ModelsCommand::ConvertCt2 { dir, out }) => {
@@ -411,6 +429,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
+        TopCommand::Interpret(args) => runtime()?.block_on(cli::interpret::interpret(args)),
+        TopCommand::Bench(BenchCommand::Nlu(args)) => runtime()?.block_on(cli::interpret::bench_nlu(args)),
         TopCommand::Bench(BenchCommand::Vad { runs }) => {
             println!("{}", serde_json::to_string(&bench::vad(runs)?)?);
             Ok(ExitCode::SUCCESS)

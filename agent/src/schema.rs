@@ -13,7 +13,7 @@ use crate::catalog::{Catalog, Device};
 
 /// Builds the model-output schema `{"commands": [command, …]}` for a catalog.
 pub fn command_schema(catalog: &Catalog) -> Value {
-    let branches: Vec<Value> = catalog.devices.iter().flat_map(device_branches).collect();
+    let branches: Vec<Value> = catalog.devices.iter().flat_map(|d| device_branches(d, None)).collect();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": format!("hearken commands for site {}", catalog.site),
@@ -29,9 +29,33 @@ pub fn command_schema(catalog: &Catalog) -> Value {
     })
 }
 
+/// The schema for one utterance: `{"commands": […]}` with one to
+/// `max_commands` commands that may only name `devices` (the ones the
+/// utterance names and its words do not settle) and only with values the
+/// utterance contains (`values`), within each action's range. Whether the
+/// utterance is a request at all was decided before the model is asked.
+pub fn utterance_schema(devices: &[&Device], values: &[i64], max_commands: usize) -> Value {
+    let branches: Vec<Value> = devices.iter().flat_map(|d| device_branches(d, Some(values))).collect();
+    json!({
+        "type": "object",
+        "properties": {
+            "commands": {
+                "type": "array",
+                "items": { "anyOf": branches },
+                "minItems": 1,
+                "maxItems": max_commands.max(1)
+            }
+        },
+        "required": ["commands"],
+        "additionalProperties": false
+    })
+}
+
 /// One branch for the device's value-less actions (if any) and one per
-/// value-taking action, each with the exact integer range.
-fn device_branches(device: &Device) -> Vec<Value> {
+/// value-taking action, each with the exact integer range; with `values`,
+/// a value-taking action is offered only with those of the values that are
+/// in range (and not at all when none is).
+fn device_branches(device: &Device, values: Option<&[i64]>) -> Vec<Value> {
     let plain: Vec<&String> = device.actions.iter().filter(|a| device.param(a).is_none()).collect();
     let mut branches = Vec::new();
     if !plain.is_empty() {
@@ -47,12 +71,23 @@ fn device_branches(device: &Device) -> Vec<Value> {
     }
     for action in &device.actions {
         if let Some(range) = device.param(action) {
+            let value = match values {
+                None => json!({ "type": "integer", "minimum": range.min, "maximum": range.max }),
+                Some(values) => {
+                    let allowed: Vec<i64> =
+                        values.iter().copied().filter(|v| (range.min..=range.max).contains(v)).collect();
+                    if allowed.is_empty() {
+                        continue;
+                    }
+                    json!({ "enum": allowed })
+                }
+            };
             branches.push(json!({
                 "type": "object",
                 "properties": {
                     "device": { "const": device.id },
                     "action": { "const": action },
-                    "value": { "type": "integer", "minimum": range.min, "maximum": range.max }
+                    "value": value
                 },
                 "required": ["device", "action", "value"],
                 "additionalProperties": false

@@ -2,13 +2,11 @@
 //! API: the client for hearken's own engine and for any other server that
 //! speaks it, and the supervisor that starts a local `hearken-whisper`.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 use crate::audio;
+use crate::engine_process::EngineProcess;
 
 /// Errors of the speech-to-text stage.
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +38,8 @@ pub enum SttError {
         reason: String,
     },
     /// The engine process could not be started.
-    #[error("cannot start {binary}: {reason}")]
-    Spawn {
-        /// The engine binary.
-        binary: String,
-        /// Why.
-        reason: String,
-    },
+    #[error("{0}")]
+    Spawn(String),
 }
 
 /// One transcription.
@@ -146,66 +139,27 @@ impl SttClient {
 
 /// A `hearken-whisper` process started by hearken, killed on drop.
 pub struct WhisperProcess {
-    child: tokio::process::Child,
-    /// Its base URL.
-    pub url: String,
-    /// The token it requires.
-    pub token: String,
-}
-
-/// Where the engine binaries are: `$HEARKEN_ENGINE_DIR`, else next to the running executable.
-pub fn engine_binary(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("HEARKEN_ENGINE_DIR") {
-        return PathBuf::from(dir).join(name);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
-        .unwrap_or_else(|| PathBuf::from(name))
+    engine: EngineProcess,
 }
 
 impl WhisperProcess {
     /// Starts `hearken-whisper` on a free loopback port with a fresh random
     /// token and waits until it is healthy (model loaded).
     pub async fn start(model: &Path, threads: usize) -> Result<WhisperProcess, SttError> {
-        let binary = engine_binary("hearken-whisper");
-        let spawn_error = |reason: String| SttError::Spawn { binary: binary.display().to_string(), reason };
-        let token = hex::encode(rand::random::<[u8; 24]>());
-        let mut child = tokio::process::Command::new(&binary)
-            .arg("--model")
-            .arg(model)
-            .args(["--listen", "127.0.0.1:0", "--threads", &threads.to_string()])
-            .env("HEARKEN_ENGINE_TOKEN", &token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| spawn_error(e.to_string()))?;
-        let stdout = child.stdout.take().ok_or_else(|| spawn_error("no stdout".to_owned()))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        let args = vec!["--model".to_owned(), model.display().to_string(), "--threads".to_owned(), threads.to_string()];
+        let engine = EngineProcess::start("hearken-whisper", &args, Duration::from_secs(60))
             .await
-            .map_err(|_| spawn_error("did not start within 60 s".to_owned()))?
-            .map_err(|e| spawn_error(e.to_string()))?
-            .ok_or_else(|| spawn_error("exited before listening (see its messages above)".to_owned()))?;
-        let ready: serde_json::Value =
-            serde_json::from_str(&first).map_err(|e| spawn_error(format!("{e}: {first}")))?;
-        let address =
-            ready["listening"].as_str().ok_or_else(|| spawn_error(format!("unexpected first line {first}")))?;
-        let url = format!("http://{address}");
-        let process = WhisperProcess { child, url, token };
-        process.client(Duration::from_secs(5))?.health().await?;
-        Ok(process)
+            .map_err(|e| SttError::Spawn(e.to_string()))?;
+        Ok(WhisperProcess { engine })
     }
 
     /// A client for this engine.
     pub fn client(&self, timeout: Duration) -> Result<SttClient, SttError> {
-        SttClient::new(&self.url, Some(self.token.clone()), timeout)
+        SttClient::new(&self.engine.url, Some(self.engine.token.clone()), timeout)
     }
 
     /// The process id, for tests and supervision.
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.engine.pid()
     }
 }

@@ -42,6 +42,10 @@ pub fn hearken_bin() -> PathBuf {
                 "hearken-whisper",
                 "--bin",
                 "hearken-whisper",
+                "-p",
+                "hearken-llama",
+                "--bin",
+                "hearken-llama",
             ])
             .current_dir(repo_root())
             .status()
@@ -226,4 +230,12 @@ pub fn whisper_model() -> PathBuf {
 /// transcripts are compared with what was said.
 pub fn normalize_transcript(text: &str) -> String {
     hearken::bench::normalize_words(text).join(" ")
+}
+
+/// The cached SmolLM2-135M-Instruct GGUF, which `scripts/test.sh` fetches before the tests.
+pub fn intent_model() -> PathBuf {
+    hearken_bin(); // builds the engines and points HEARKEN_ENGINE_DIR at them
+    let path = hearken::models::smollm2_135m_path(&hearken::models::cache_dir());
+    assert!(path.exists(), "{} is missing: run `hearken models fetch` (scripts/test.sh does)", path.display());
+    path
 }

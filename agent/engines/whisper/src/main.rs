@@ -5,19 +5,17 @@
 
 mod transcriber;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use axum::extract::{DefaultBodyLimit, Multipart, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
+use hearken::engine_http::{self, api_error};
 use serde_json::json;
 
 use transcriber::Transcriber;
@@ -51,87 +49,39 @@ struct Args {
 
 struct Engine {
     transcriber: Transcriber,
-    token: String,
     model_name: String,
 }
 
 fn main() -> anyhow::Result<()> {
     hearken::init_logging();
     let args = Args::parse();
-    let token = match &args.token_file {
-        Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_owned()
-        }
-        None => std::env::var("HEARKEN_ENGINE_TOKEN").unwrap_or_default(),
-    };
-    if token.len() < 16 {
-        bail!("a bearer token of at least 16 characters is required (--token-file or HEARKEN_ENGINE_TOKEN)");
-    }
+    let token = engine_http::load_token(args.token_file.as_deref())?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     whisper_rs::install_logging_hooks();
     let transcriber = Transcriber::load(&args.model, threads, args.gpu)?;
     let model_name = args.model.file_name().map_or_else(|| "whisper".to_owned(), |n| n.to_string_lossy().into_owned());
-    let engine = Arc::new(Engine { transcriber, token, model_name });
+    let engine = Arc::new(Engine { transcriber, model_name });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    runtime.block_on(serve(engine, &args.listen, threads))
+    runtime.block_on(engine_http::serve(
+        app(engine, token),
+        &args.listen,
+        "hearken-whisper",
+        json!({"threads": threads}),
+    ))?;
+    Ok(())
 }
 
-fn app(engine: Arc<Engine>) -> Router {
-    let protected = Router::new()
-        .route("/v1/audio/transcriptions", post(transcriptions))
-        .layer(axum::middleware::from_fn_with_state(engine.clone(), require_token));
+fn app(engine: Arc<Engine>, token: String) -> Router {
+    let protected = engine_http::require_bearer(
+        Router::new().route("/v1/audio/transcriptions", post(transcriptions)),
+        token,
+        MAX_BODY_BYTES,
+    );
     Router::new()
         .route("/health", get(health))
         .merge(protected)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(engine)
-}
-
-async fn serve(engine: Arc<Engine>, listen: &str, threads: usize) -> anyhow::Result<()> {
-    let router = app(engine);
-    if let Some(path) = listen.strip_prefix("unix:") {
-        let _ = std::fs::remove_file(path);
-        let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot bind {path}"))?;
-        println!("{}", json!({"engine": "hearken-whisper", "listening": listen, "threads": threads}));
-        axum::serve(listener, router).with_graceful_shutdown(hearken::shutdown_signal()).await?;
-        return Ok(());
-    }
-    let address: SocketAddr = listen.parse().with_context(|| format!("'{listen}' is not an address or unix:/path"))?;
-    if !address.ip().is_loopback() {
-        bail!("refusing to listen on {address}: engines listen only on loopback or a Unix socket");
-    }
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot bind {address}"))?;
-    let bound = listener.local_addr()?;
-    println!("{}", json!({"engine": "hearken-whisper", "listening": bound.to_string(), "threads": threads}));
-    axum::serve(listener, router).with_graceful_shutdown(hearken::shutdown_signal()).await?;
-    Ok(())
-}
-
-/// An error in OpenAI's shape.
-fn api_error(status: StatusCode, message: impl Into<String>) -> Response {
-    let kind = if status.is_client_error() { "invalid_request_error" } else { "server_error" };
-    (status, Json(json!({"error": {"message": message.into(), "type": kind}}))).into_response()
-}
-
-fn tokens_match(given: &str, expected: &str) -> bool {
-    given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
-async fn require_token(State(engine): State<Arc<Engine>>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if tokens_match(given, &engine.token) {
-        next.run(request).await
-    } else {
-        // Read (and drop) the upload first, so the client gets the 401 rather
-        // than a connection reset in the middle of sending its body.
-        let _ = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await;
-        api_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
-    }
 }
 
 async fn health(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value> {

@@ -1,0 +1,178 @@
+//! `hearken interpret` and `hearken bench nlu`: the intent stage on text.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::json;
+
+use hearken::millis;
+use hearken::models;
+use hearken::nlu::client::{ChatClient, LlamaProcess};
+use hearken::nlu::{eval, Interpreter, InterpreterConfig};
+
+/// Where the intent model runs: a running server, or a local engine started for the run.
+#[derive(Args)]
+pub struct EngineArgs {
+    /// Base URL of a running OpenAI-compatible chat server (e.g. http://127.0.0.1:8082); by
+    /// default hearken-llama is started for the run.
+    #[arg(long)]
+    llm_url: Option<String>,
+    /// File holding that server's bearer token (or set HEARKEN_LLM_TOKEN).
+    #[arg(long)]
+    llm_token_file: Option<PathBuf>,
+    /// Model name sent to a --llm-url server.
+    #[arg(long, default_value = "local")]
+    llm_model: String,
+    /// GGUF model for the local engine (default: the cached SmolLM2-135M-Instruct from
+    /// `hearken models fetch`).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Threads of the local engine (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Request timeout per utterance.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Do not constrain the model's reply with the schema (diagnostics only: shows what
+    /// the catalog validation refuses).
+    #[arg(long)]
+    no_schema: bool,
+    /// Ask the model for every command instead of letting plain words settle plain
+    /// actions first (to measure the model alone).
+    #[arg(long)]
+    model_only: bool,
+}
+
+impl EngineArgs {
+    /// Starts the local engine (kept alive by the returned handle) or connects to --llm-url.
+    async fn connect(&self) -> anyhow::Result<(Option<LlamaProcess>, ChatClient)> {
+        let timeout = Duration::from_millis(self.timeout_ms);
+        if let Some(url) = &self.llm_url {
+            let token = match &self.llm_token_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => std::env::var("HEARKEN_LLM_TOKEN").ok(),
+            };
+            return Ok((None, ChatClient::new(url, token, &self.llm_model, timeout)?));
+        }
+        let model = match &self.model {
+            Some(model) => model.clone(),
+            None => {
+                let cached = models::smollm2_135m_path(&models::cache_dir());
+                if !cached.exists() {
+                    bail!("no intent model at {}; run `hearken models fetch` or pass --model", cached.display());
+                }
+                cached
+            }
+        };
+        let threads = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let engine = LlamaProcess::start(&model, threads).await?;
+        let client = engine.client(timeout)?;
+        Ok((Some(engine), client))
+    }
+
+    fn config(&self) -> InterpreterConfig {
+        InterpreterConfig {
+            constrain: !self.no_schema,
+            settle_by_words: !self.model_only,
+            ..InterpreterConfig::default()
+        }
+    }
+}
+
+/// Arguments of `hearken interpret`.
+#[derive(Args)]
+pub struct InterpretArgs {
+    /// Device catalog (TOML).
+    #[arg(long)]
+    catalog: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Utterances; `-` reads one utterance per line from stdin.
+    #[arg(required = true)]
+    texts: Vec<String>,
+}
+
+/// Prints one JSON line per utterance; exits 1 if any could not be interpreted.
+pub async fn interpret(args: InterpretArgs) -> anyhow::Result<ExitCode> {
+    let catalog = match crate::load_catalog(&args.catalog) {
+        Ok(catalog) => catalog,
+        Err(code) => return Ok(code),
+    };
+    let (_engine, client) = args.engine.connect().await?;
+    let interpreter = Interpreter::new(catalog, client, args.engine.config());
+    let mut texts = Vec::new();
+    for text in args.texts {
+        if text == "-" {
+            for line in std::io::stdin().lock().lines() {
+                let line = line.context("cannot read stdin")?;
+                if !line.trim().is_empty() {
+                    texts.push(line);
+                }
+            }
+        } else {
+            texts.push(text);
+        }
+    }
+    let mut failed = false;
+    for text in texts {
+        let line = match interpreter.interpret(&text).await {
+            Ok(result) => json!({
+                "text": result.text,
+                "commands": result.commands,
+                "needs_confirmation": result.needs_confirmation,
+                "latency_ms": {"nlu": millis(result.latency)},
+            }),
+            Err(e) => {
+                failed = true;
+                json!({"text": text, "error": e.to_string()})
+            }
+        };
+        println!("{line}");
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Arguments of `hearken bench nlu`.
+#[derive(Args)]
+pub struct BenchNluArgs {
+    /// Dev sets (JSON lines: catalog, kind, text, commands); catalog paths are relative to
+    /// the current directory.
+    #[arg(long = "set", default_values = ["tests/data/nlu_dev.jsonl", "tests/data/nlu_dev_asr.jsonl"])]
+    sets: Vec<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Print every case, not only the wrong ones.
+    #[arg(long)]
+    all_cases: bool,
+}
+
+/// Prints one JSON report per set: accuracy (overall and per kind), false
+/// commands on non-commands, latency median and p95, and the wrong cases.
+pub async fn bench_nlu(args: BenchNluArgs) -> anyhow::Result<ExitCode> {
+    let (_engine, client) = args.engine.connect().await?;
+    let config = args.engine.config();
+    for set in &args.sets {
+        let cases = eval::load_set(set)?;
+        // One untimed pass warms the engine's prompt cache, as a running daemon's would be.
+        if let Some(first) = cases.first() {
+            let _ = eval::evaluate(std::slice::from_ref(first), std::path::Path::new("."), &client, &config).await;
+        }
+        let mut report = eval::evaluate(&cases, std::path::Path::new("."), &client, &config).await?;
+        if !args.all_cases {
+            report.results.retain(|r| !r.correct);
+        }
+        let mut value = serde_json::to_value(&report)?;
+        value["set"] = json!(set);
+        println!("{value}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,4 @@
+//! Subcommands of the `hearken` binary that have a file of their own
+//! (the older ones still live in `main.rs`).
+
+pub mod interpret;

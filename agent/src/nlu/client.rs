@@ -1,0 +1,174 @@
+//! The chat-completions client: OpenAI's `POST /v1/chat/completions` with a
+//! `response_format` JSON Schema, for hearken's own `hearken-llama` and for
+//! any server that speaks the same API; and the supervisor that starts a
+//! local `hearken-llama`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::engine_process::EngineProcess;
+
+/// Errors of talking to a chat-completions server.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The server could not be reached or did not answer in time.
+    #[error("intent engine {url}: {reason}")]
+    Unreachable {
+        /// The server.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server answered with an error status.
+    #[error("intent engine {url} answered {status}: {message}")]
+    Status {
+        /// The server.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The answer is not a chat completion.
+    #[error("intent engine {url} sent an unreadable answer: {reason}")]
+    BadAnswer {
+        /// The server.
+        url: String,
+        /// Why it is unreadable.
+        reason: String,
+    },
+    /// The engine process could not be started.
+    #[error("{0}")]
+    Spawn(String),
+}
+
+/// One chat message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: &'static str,
+    /// The text.
+    pub content: String,
+}
+
+/// One completion as the client saw it.
+#[derive(Debug, Clone)]
+pub struct ChatReply {
+    /// The assistant's text.
+    pub content: String,
+    /// Request → answer.
+    pub latency: Duration,
+    /// Prompt tokens the server reused from its cache, when it says.
+    pub cached_tokens: Option<u64>,
+    /// Prompt tokens, when the server says.
+    pub prompt_tokens: Option<u64>,
+    /// Generated tokens, when the server says.
+    pub completion_tokens: Option<u64>,
+    /// Of those, tokens the grammar forced (a `hearken-llama` extension).
+    pub forced_tokens: Option<u64>,
+}
+
+/// A client for one OpenAI-compatible chat endpoint.
+#[derive(Clone)]
+pub struct ChatClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: Option<String>,
+    model: String,
+}
+
+impl ChatClient {
+    /// A client for `base_url` (e.g. `http://127.0.0.1:8082`), sending
+    /// `token` as a bearer token when given and naming `model` in requests.
+    pub fn new(base_url: &str, token: Option<String>, model: &str, timeout: Duration) -> Result<ChatClient, ChatError> {
+        // reqwest takes the process-wide TLS provider; installing it twice is harmless.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ChatError::Unreachable { url: base_url.to_owned(), reason: e.to_string() })?;
+        Ok(ChatClient { http, base_url: base_url.trim_end_matches('/').to_owned(), token, model: model.to_owned() })
+    }
+
+    /// Asks for a completion whose content must match `schema` (when given).
+    pub async fn complete(
+        &self,
+        messages: &[Message],
+        schema: Option<&Value>,
+        max_tokens: u32,
+    ) -> Result<ChatReply, ChatError> {
+        let url = format!("{}/v1/chat/completions", self.base_url);
+        let messages: Vec<Value> = messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        });
+        if let Some(schema) = schema {
+            body["response_format"] =
+                json!({"type": "json_schema", "json_schema": {"name": "commands", "strict": true, "schema": schema}});
+        }
+        let mut request = self.http.post(&url).json(&body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let started = Instant::now();
+        let response =
+            request.send().await.map_err(|e| ChatError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+        let status = response.status();
+        let text =
+            response.text().await.map_err(|e| ChatError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+        let latency = started.elapsed();
+        if !status.is_success() {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            return Err(ChatError::Status { url, status: status.as_u16(), message });
+        }
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| ChatError::BadAnswer { url: url.clone(), reason: e.to_string() })?;
+        let content = value["choices"][0]["message"]["content"].as_str().ok_or_else(|| ChatError::BadAnswer {
+            url: url.clone(),
+            reason: "no choices[0].message.content".to_owned(),
+        })?;
+        Ok(ChatReply {
+            content: content.to_owned(),
+            latency,
+            cached_tokens: value["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64(),
+            prompt_tokens: value["usage"]["prompt_tokens"].as_u64(),
+            completion_tokens: value["usage"]["completion_tokens"].as_u64(),
+            forced_tokens: value["timings"]["forced_tokens"].as_u64(),
+        })
+    }
+}
+
+/// A `hearken-llama` process started by hearken, killed on drop.
+pub struct LlamaProcess {
+    engine: EngineProcess,
+}
+
+impl LlamaProcess {
+    /// Starts `hearken-llama` with `model` on a free loopback port with a
+    /// fresh token, and waits until the model is loaded.
+    pub async fn start(model: &Path, threads: usize) -> Result<LlamaProcess, ChatError> {
+        let args = vec!["--model".to_owned(), model.display().to_string(), "--threads".to_owned(), threads.to_string()];
+        let engine = EngineProcess::start("hearken-llama", &args, Duration::from_secs(120))
+            .await
+            .map_err(|e| ChatError::Spawn(e.to_string()))?;
+        Ok(LlamaProcess { engine })
+    }
+
+    /// A client for this engine.
+    pub fn client(&self, timeout: Duration) -> Result<ChatClient, ChatError> {
+        ChatClient::new(&self.engine.url, Some(self.engine.token.clone()), "local", timeout)
+    }
+
+    /// The process id, for tests and supervision.
+    pub fn pid(&self) -> Option<u32> {
+        self.engine.pid()
+    }
+}

@@ -1,0 +1,566 @@
+//! The intent stage: a transcript in, zero or more catalog-validated
+//! commands out.
+//!
+//! 1. [`normalize`]: lowercase words, fillers dropped, numbers as digits.
+//! 2. Questions ("is the door locked", "what's on tv") are not commands.
+//! 3. [`linker`]: devices and areas the words name, fuzzily (recognizer
+//!    near-misses included); failing that, devices whose actions the words
+//!    name ("skip to the next track"). No candidate device → no command,
+//!    and the model is not asked.
+//! 4. [`resolve`]: per clause, plain words settle plain actions ("off",
+//!    "stop", "21 degrees"). Only devices whose action the words do not
+//!    settle go to the model: it gets the catalog (a cached prompt prefix),
+//!    the request with matched names written as the catalog spells them, and
+//!    a schema that allows only those devices, their actions and the numbers
+//!    the request contains ([`crate::schema::utterance_schema`]).
+//! 5. Every command in the reply is validated against the catalog again; a
+//!    reply that fails is refused as a whole with the reason.
+
+pub mod client;
+pub mod eval;
+pub mod linker;
+pub mod normalize;
+pub mod prompt;
+pub mod resolve;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::catalog::{Catalog, Device};
+use crate::command::{validate, Command, CommandError};
+use client::{ChatClient, ChatError};
+use linker::{Linker, Target};
+
+/// Errors of the intent stage.
+#[derive(Debug, thiserror::Error)]
+pub enum NluError {
+    /// The engine could not be asked.
+    #[error(transparent)]
+    Engine(#[from] ChatError),
+    /// The model's reply is not the JSON the schema asks for.
+    #[error("model reply refused: not the expected JSON ({reason}): {reply}")]
+    Malformed {
+        /// Why.
+        reason: String,
+        /// The reply as received.
+        reply: String,
+    },
+    /// The reply names a command the catalog does not allow.
+    #[error("model reply refused: {source}: {reply}")]
+    Invalid {
+        /// The catalog's verdict.
+        source: CommandError,
+        /// The reply as received.
+        reply: String,
+    },
+}
+
+/// What the interpreter made of one utterance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interpretation {
+    /// The text as given.
+    pub text: String,
+    /// Validated commands, in the order spoken.
+    pub commands: Vec<Command>,
+    /// The commands that wait for confirmation (a subset of `commands`).
+    pub needs_confirmation: Vec<Command>,
+    /// Why there is no command, when there is none: `question`, `no_device`, `model`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_command_reason: Option<&'static str>,
+    /// Transcript in → commands out.
+    #[serde(skip)]
+    pub latency: Duration,
+    /// Whether the model was asked.
+    #[serde(skip)]
+    pub asked_model: bool,
+    /// The model's reply, when it was asked (token counts for benchmarks).
+    #[serde(skip)]
+    pub model: Option<client::ChatReply>,
+}
+
+/// Words that make an utterance a question when they come first.
+const QUESTION_WORDS: &[&str] = &[
+    "is", "are", "was", "were", "what", "whats", "who", "whos", "when", "where", "why", "how", "which", "does", "did",
+    "do", "has", "have", "should", "shall",
+];
+
+/// Words that ask for a change. An utterance that names a device but none of
+/// these, none of the device's own action words and no value ("the printer
+/// is out of paper", "book the meeting room for three") is not a command.
+const CONTROL_WORDS: &[&str] = &[
+    "turn",
+    "switch",
+    "set",
+    "start",
+    "stop",
+    "open",
+    "close",
+    "shut",
+    "lock",
+    "unlock",
+    "play",
+    "pause",
+    "resume",
+    "mute",
+    "unmute",
+    "dim",
+    "brighten",
+    "raise",
+    "lower",
+    "put",
+    "make",
+    "skip",
+    "send",
+    "return",
+    "clear",
+    "kill",
+    "activate",
+    "deactivate",
+    "enable",
+    "disable",
+    "run",
+    "halt",
+    "on",
+    "off",
+    "up",
+    "down",
+    "increase",
+    "decrease",
+    "reduce",
+    "change",
+    "adjust",
+    "bring",
+    "power",
+    "restart",
+    "begin",
+    "slow",
+    "speed",
+    "boost",
+];
+
+/// Units that mark a number as a setting ("21 degrees", "50 percent").
+const VALUE_UNITS: &[&str] = &["percent", "degrees", "degree", "celsius", "bar", "mired"];
+
+/// Action words too generic to pick a device on their own.
+const GENERIC_ACTION_WORDS: &[&str] = &["set", "turn", "to", "on", "off", "return", "open", "close", "start", "stop"];
+
+/// Most commands one utterance may yield.
+pub const MAX_COMMANDS: usize = 8;
+
+/// How the interpreter talks to the model.
+#[derive(Clone)]
+pub struct InterpreterConfig {
+    /// Constrain the reply with the per-utterance schema (on in production;
+    /// off only to exercise the validation of an unconstrained reply).
+    pub constrain: bool,
+    /// Completion length limit.
+    pub max_tokens: u32,
+    /// Let plain words settle actions ("off" → turn_off) and ask the model only
+    /// for the rest (on in production; off to measure the model alone).
+    pub settle_by_words: bool,
+}
+
+impl Default for InterpreterConfig {
+    fn default() -> Self {
+        InterpreterConfig { constrain: true, max_tokens: 160, settle_by_words: true }
+    }
+}
+
+/// Turns transcripts into commands for one catalog.
+pub struct Interpreter {
+    catalog: Catalog,
+    linker: Linker,
+    client: ChatClient,
+    config: InterpreterConfig,
+}
+
+impl Interpreter {
+    /// An interpreter for `catalog` asking the model behind `client`.
+    pub fn new(catalog: Catalog, client: ChatClient, config: InterpreterConfig) -> Interpreter {
+        let linker = Linker::new(&catalog);
+        Interpreter { catalog, linker, client, config }
+    }
+
+    /// The catalog commands are validated against.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Interprets one utterance.
+    pub async fn interpret(&self, text: &str) -> Result<Interpretation, NluError> {
+        let started = Instant::now();
+        let mut result = Interpretation {
+            text: text.to_owned(),
+            commands: Vec::new(),
+            needs_confirmation: Vec::new(),
+            no_command_reason: None,
+            latency: Duration::ZERO,
+            asked_model: false,
+            model: None,
+        };
+        let plan = match self.plan(text) {
+            Plan::NoCommand(reason) => {
+                result.no_command_reason = Some(reason);
+                result.latency = started.elapsed();
+                return Ok(result);
+            }
+            Plan::Ask(plan) => plan,
+        };
+        let mut commands = plan.settled;
+        if !plan.unsettled.is_empty() {
+            let candidates: Vec<&Device> = plan.unsettled.iter().map(|&i| &self.catalog.devices[i]).collect();
+            let schema =
+                crate::schema::utterance_schema(&candidates, &plan.numbers, candidates.len().min(MAX_COMMANDS));
+            let messages = prompt::messages(&self.catalog, &plan.request);
+            let reply = self
+                .client
+                .complete(&messages, self.config.constrain.then_some(&schema), self.config.max_tokens)
+                .await?;
+            result.asked_model = true;
+            for command in parse_reply(&self.catalog, &reply.content)? {
+                if !commands.contains(&command) {
+                    commands.push(command);
+                }
+            }
+            result.model = Some(reply);
+        }
+        // In the order the devices were named.
+        commands.sort_by_key(|c| plan.order.iter().position(|d| self.catalog.devices[*d].id == c.device));
+        result.needs_confirmation = commands
+            .iter()
+            .filter(|c| self.catalog.device(&c.device).is_some_and(|d| d.needs_confirmation(&c.action)))
+            .cloned()
+            .collect();
+        if commands.is_empty() {
+            result.no_command_reason = Some("model");
+        }
+        result.commands = commands;
+        result.latency = started.elapsed();
+        Ok(result)
+    }
+
+    /// Everything before the model: normalization, the question and action
+    /// checks, the devices each clause names, what the words settle, and
+    /// what is left for the model.
+    fn plan(&self, text: &str) -> Plan {
+        let words = normalize::normalize(text);
+        if words.is_empty() {
+            return Plan::NoCommand("empty");
+        }
+        if QUESTION_WORDS.contains(&words[0].as_str()) {
+            return Plan::NoCommand("question");
+        }
+        let mut mentions = self.linker.find(&words);
+        let named_any = !mentions.is_empty();
+        if !named_any {
+            // "skip to the next track": the device is the one with that action.
+            let devices = self.devices_by_action_words(&words);
+            if devices.is_empty() {
+                return Plan::NoCommand("no_device");
+            }
+            mentions = devices
+                .into_iter()
+                .map(|d| linker::Mention { target: Target::Device(d), start: 0, end: 0, score: 0.0 })
+                .collect();
+        }
+        let all_devices: Vec<usize> = mentions.iter().flat_map(|m| self.devices_of(m, &words)).collect();
+        if !self.asks_for_change(&words, &all_devices, &mentions) {
+            return Plan::NoCommand("no_action");
+        }
+        let protected: Vec<(usize, usize)> = mentions.iter().map(|m| (m.start, m.end)).collect();
+        let mut settled: Vec<Command> = Vec::new();
+        let mut unsettled: Vec<usize> = Vec::new();
+        let mut order: Vec<usize> = Vec::new();
+        let mut previous_cue: Vec<String> = Vec::new();
+        let clauses = if named_any { resolve::clauses(&words, &protected) } else { vec![(0, words.len())] };
+        for (start, end) in clauses {
+            // The clause's own words outside names, or the previous clause's when it has none.
+            let own: Vec<String> = (start..end)
+                .filter(|i| !protected.iter().any(|&(s, e)| s <= *i && *i < e))
+                .map(|i| words[i].clone())
+                .collect();
+            let cue = if resolve::has_own_cue(&own) { own } else { previous_cue.clone() };
+            previous_cue = cue.clone();
+            let in_clause = mentions.iter().filter(|m| (!named_any) || (start <= m.start && m.start < end));
+            for mention in in_clause {
+                let by_area = matches!(mention.target, Target::Area(_));
+                let mut area_settled = Vec::new();
+                let mut area_unsettled = Vec::new();
+                for device in self.devices_of(mention, &cue) {
+                    match resolve::resolve(&self.catalog.devices[device], &cue) {
+                        resolve::Resolution::Command(command) => area_settled.push((device, command)),
+                        resolve::Resolution::Unsettled => area_unsettled.push(device),
+                        resolve::Resolution::Nothing => {}
+                    }
+                }
+                // An area (or an action word) names several devices: the ones the words settle are
+                // meant; when there is exactly one, that is the command, otherwise the model chooses.
+                let (take_settled, take_unsettled) = if (by_area || !named_any) && area_settled.len() > 1 {
+                    (Vec::new(), area_settled.iter().map(|(d, _)| *d).collect())
+                } else if (by_area || !named_any) && area_settled.len() == 1 {
+                    (area_settled, Vec::new())
+                } else {
+                    (area_settled, area_unsettled)
+                };
+                for (device, command) in take_settled {
+                    if !order.contains(&device) {
+                        order.push(device);
+                    }
+                    if !settled.contains(&command) {
+                        settled.push(command);
+                    }
+                }
+                for device in take_unsettled {
+                    if !order.contains(&device) {
+                        order.push(device);
+                    }
+                    if !unsettled.contains(&device)
+                        && !settled.iter().any(|c| c.device == self.catalog.devices[device].id)
+                    {
+                        unsettled.push(device);
+                    }
+                }
+            }
+        }
+        if settled.is_empty() && unsettled.is_empty() {
+            return Plan::NoCommand("no_action");
+        }
+        if !self.config.settle_by_words {
+            unsettled
+                .extend(settled.drain(..).filter_map(|c| self.catalog.devices.iter().position(|d| d.id == c.device)));
+            unsettled.dedup();
+        }
+        // Write matched names as the catalog spells them: the model reads "conveyor two", not "can may or do".
+        let mut request = Vec::new();
+        let mut i = 0;
+        while i < words.len() {
+            match mentions.iter().find(|m| m.start == i && m.end > m.start) {
+                Some(mention) => {
+                    match &mention.target {
+                        Target::Device(index) => request.push(self.catalog.devices[*index].name.clone()),
+                        Target::Area(area) => request.push(area.clone()),
+                    }
+                    i = mention.end;
+                }
+                None => {
+                    request.push(words[i].clone());
+                    i += 1;
+                }
+            }
+        }
+        let numbers: Vec<i64> = words.iter().filter_map(|w| w.parse::<i64>().ok()).collect();
+        Plan::Ask(Asked { settled, unsettled, order, request: request.join(" "), numbers })
+    }
+
+    /// The devices a mention stands for: the device, or the devices of the
+    /// area — narrowed to those whose names share a word with `words` when
+    /// any does ("lights on in the kitchen" is the kitchen light).
+    fn devices_of(&self, mention: &linker::Mention, words: &[String]) -> Vec<usize> {
+        match &mention.target {
+            Target::Device(index) => vec![*index],
+            Target::Area(area) => {
+                let in_area: Vec<usize> = (0..self.catalog.devices.len())
+                    .filter(|&i| self.catalog.devices[i].area.as_deref() == Some(area.as_str()))
+                    .collect();
+                let singular = |w: &str| w.strip_suffix('s').unwrap_or(w).to_owned();
+                let said: Vec<String> = words.iter().map(|w| singular(w)).collect();
+                let area_words: Vec<String> = normalize::normalize(area).iter().map(|w| singular(w)).collect();
+                let typed: Vec<usize> = in_area
+                    .iter()
+                    .copied()
+                    .filter(|&i| {
+                        let device = &self.catalog.devices[i];
+                        std::iter::once(&device.name).chain(&device.aliases).any(|name| {
+                            normalize::normalize(name)
+                                .iter()
+                                .map(|w| singular(w))
+                                .any(|w| !area_words.contains(&w) && said.contains(&w))
+                        })
+                    })
+                    .collect();
+                if typed.is_empty() {
+                    in_area
+                } else {
+                    typed
+                }
+            }
+        }
+    }
+
+    /// Whether the words ask for a change to one of `devices`: a control
+    /// word, a word of one of their actions ("volume", "track"), a unit, or a
+    /// number right after a device's name ("thermostat 18").
+    fn asks_for_change(&self, words: &[String], devices: &[usize], mentions: &[linker::Mention]) -> bool {
+        let action_words: Vec<&str> =
+            devices.iter().flat_map(|&i| self.catalog.devices[i].actions.iter()).flat_map(|a| a.split('_')).collect();
+        // "closer", "dimmer", "turning": recognizers and speakers bend the verb.
+        let control = |w: &str| {
+            CONTROL_WORDS.iter().any(|c| w == *c || (c.len() >= 3 && w.starts_with(c) && w.len() <= c.len() + 3))
+        };
+        let word_cue =
+            words.iter().any(|w| control(w) || VALUE_UNITS.contains(&w.as_str()) || action_words.contains(&w.as_str()));
+        let number_after_to =
+            words.windows(2).any(|pair| matches!(pair[0].as_str(), "to" | "at") && pair[1].parse::<i64>().is_ok());
+        let number_after_name = mentions.iter().any(|m| {
+            matches!(m.target, Target::Device(_)) && words.get(m.end).is_some_and(|w| w.parse::<i64>().is_ok())
+        });
+        word_cue || number_after_name || number_after_to
+    }
+
+    /// Devices with an action whose specific word the utterance contains
+    /// ("next track", "play", "mute"), or whose unit it names ("degrees").
+    fn devices_by_action_words(&self, words: &[String]) -> Vec<usize> {
+        let has = |w: &str| words.iter().any(|x| x == w);
+        let says_degrees = has("degrees") || has("degree");
+        (0..self.catalog.devices.len())
+            .filter(|&i| {
+                let device = &self.catalog.devices[i];
+                device.actions.iter().any(|action| {
+                    let specific = action.split('_').any(|part| !GENERIC_ACTION_WORDS.contains(&part) && has(part));
+                    let unit = device.param(action).and_then(|r| r.unit.as_deref());
+                    specific || (says_degrees && matches!(unit, Some("celsius" | "fahrenheit")))
+                })
+            })
+            .collect()
+    }
+}
+
+enum Plan {
+    NoCommand(&'static str),
+    Ask(Asked),
+}
+
+/// What the words settled and what is left for the model.
+struct Asked {
+    settled: Vec<Command>,
+    unsettled: Vec<usize>,
+    /// Devices in the order they were named.
+    order: Vec<usize>,
+    request: String,
+    numbers: Vec<i64>,
+}
+
+/// Parses the model's reply and validates every command against the
+/// catalog; the first bad command refuses the whole reply (a model that
+/// produced one wrong command is not trusted with the others). Duplicates
+/// are dropped; "other" means no command.
+pub fn parse_reply(catalog: &Catalog, reply: &str) -> Result<Vec<Command>, NluError> {
+    let malformed = |reason: String| NluError::Malformed { reason, reply: reply.to_owned() };
+    let value: Value = serde_json::from_str(reply).map_err(|e| malformed(e.to_string()))?;
+    let commands = value.get("commands").ok_or_else(|| malformed("no \"commands\" field".to_owned()))?;
+    let commands: Vec<Command> = serde_json::from_value(commands.clone()).map_err(|e| malformed(e.to_string()))?;
+    if value.get("intent").and_then(Value::as_str) == Some("other") {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Err(malformed("intent \"other\" with commands".to_owned()));
+    }
+    if commands.len() > MAX_COMMANDS {
+        return Err(malformed(format!("{} commands, at most {MAX_COMMANDS} per utterance", commands.len())));
+    }
+    let mut valid: Vec<Command> = Vec::new();
+    for command in commands {
+        validate(catalog, &command).map_err(|source| NluError::Invalid { source, reply: reply.to_owned() })?;
+        if !valid.contains(&command) {
+            valid.push(command);
+        }
+    }
+    Ok(valid)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::Path;
+
+    fn home() -> Catalog {
+        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../devices/home.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_valid_reply_gives_its_commands_once() {
+        let reply =
+            r#"{"intent":"control","commands":[{"device":"tv","action":"mute"},{"device":"tv","action":"mute"}]}"#;
+        let commands = parse_reply(&home(), reply).unwrap();
+        assert_eq!(commands, vec![Command { device: "tv".into(), action: "mute".into(), value: None }]);
+    }
+
+    #[test]
+    fn tampered_replies_are_refused_with_the_reason() {
+        let catalog = home();
+        let unknown = r#"{"intent":"control","commands":[{"device":"oven","action":"turn_on"}]}"#;
+        assert!(matches!(parse_reply(&catalog, unknown), Err(NluError::Invalid { .. })));
+        let out_of_range =
+            r#"{"intent":"control","commands":[{"device":"thermostat","action":"set_temperature","value":99}]}"#;
+        let error = parse_reply(&catalog, out_of_range).unwrap_err().to_string();
+        assert!(error.contains("thermostat"), "{error}");
+        let wrong_action = r#"{"intent":"control","commands":[{"device":"tv","action":"unlock"}]}"#;
+        assert!(matches!(parse_reply(&catalog, wrong_action), Err(NluError::Invalid { .. })));
+        assert!(matches!(parse_reply(&catalog, "{\"commands\": [oops"), Err(NluError::Malformed { .. })));
+        let extra_field = r#"{"intent":"control","commands":[{"device":"tv","action":"mute","why":"x"}]}"#;
+        assert!(matches!(parse_reply(&catalog, extra_field), Err(NluError::Malformed { .. })));
+        let other_with_commands = r#"{"intent":"other","commands":[{"device":"tv","action":"mute"}]}"#;
+        assert!(matches!(parse_reply(&catalog, other_with_commands), Err(NluError::Malformed { .. })));
+    }
+
+    #[test]
+    fn other_means_no_command() {
+        assert!(parse_reply(&home(), r#"{"intent":"other","commands":[]}"#).unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod linking_report {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::Path;
+
+    /// Diagnostic: how the planner sees each dev-set case (run with --ignored --nocapture).
+    #[test]
+    #[ignore]
+    fn print_plans() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for set in ["tests/data/nlu_dev.jsonl", "tests/data/nlu_dev_asr.jsonl"] {
+            let cases = eval::load_set(&root.join(set)).unwrap();
+            let mut missed = 0;
+            for case in &cases {
+                let catalog = Catalog::load(&root.join(&case.catalog)).unwrap();
+                let client = ChatClient::new("http://127.0.0.1:9", None, "x", Duration::from_secs(1)).unwrap();
+                let interpreter = Interpreter::new(catalog, client, InterpreterConfig::default());
+                let expected: Vec<&str> = case.commands.iter().map(|c| c.device.as_str()).collect();
+                let line = match interpreter.plan(&case.text) {
+                    Plan::NoCommand(reason) => {
+                        let ok = expected.is_empty();
+                        missed += usize::from(!ok);
+                        format!("{} NO({reason})", if ok { "ok " } else { "BAD" })
+                    }
+                    Plan::Ask(asked) => {
+                        let ids: Vec<&str> =
+                            asked.unsettled.iter().map(|&i| interpreter.catalog.devices[i].id.as_str()).collect();
+                        let settled: Vec<&Command> = asked.settled.iter().collect();
+                        let ok = !expected.is_empty()
+                            && asked.unsettled.is_empty()
+                            && settled.len() == case.commands.len()
+                            && case.commands.iter().all(|c| settled.contains(&c));
+                        missed += usize::from(!ok);
+                        format!(
+                            "{} settled {:?} ask {ids:?} {:?} <{}>",
+                            if ok { "ok " } else { "BAD" },
+                            settled
+                                .iter()
+                                .map(|c| format!("{}:{}:{:?}", c.device, c.action, c.value))
+                                .collect::<Vec<_>>(),
+                            asked.numbers,
+                            asked.request
+                        )
+                    }
+                };
+                println!("{line}   | {:?} => {expected:?}", case.text);
+            }
+            println!("{set}: {missed} of {} not planned right", cases.len());
+        }
+    }
+}
