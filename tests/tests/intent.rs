@@ -210,7 +210,7 @@ async fn the_engine_requires_its_token_and_answers_malformed_requests_with_4xx()
         (r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, "zero max_tokens"),
         (r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}"#, "unknown format"),
         (
-            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object","properties":{"a":{"$ref":"#/nowhere"}}}}}}"#,
+            r##"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object","properties":{"a":{"$ref":"#/nowhere"}}}}}}"##,
             "unresolvable schema",
         ),
         (r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":100000}"#, "longer than the context"),

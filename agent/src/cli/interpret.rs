@@ -162,10 +162,6 @@ pub async fn bench_nlu(args: BenchNluArgs) -> anyhow::Result<ExitCode> {
     let config = args.engine.config();
     for set in &args.sets {
         let cases = eval::load_set(set)?;
-        // One untimed pass warms the engine's prompt cache, as a running daemon's would be.
-        if let Some(first) = cases.first() {
-            let _ = eval::evaluate(std::slice::from_ref(first), std::path::Path::new("."), &client, &config).await;
-        }
         let mut report = eval::evaluate(&cases, std::path::Path::new("."), &client, &config).await?;
         if !args.all_cases {
             report.results.retain(|r| !r.correct);

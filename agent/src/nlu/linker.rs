@@ -92,17 +92,20 @@ impl Linker {
             for len in shortest..=form.words + 2 {
                 for start in 0..words.len().saturating_sub(len - 1) {
                     let window = &words[start..start + len];
-                    if GLUE.contains(&window[0].as_str()) || GLUE.contains(&window[len - 1].as_str()) {
-                        continue;
-                    }
                     let key = phonetic_key(window);
                     let sounds = similarity(&key, &form.key);
+                    // A window may start or end with a little word only when it sounds
+                    // almost exactly like the name ("and on light" for "andon light").
+                    let glued = GLUE.contains(&window[0].as_str()) || GLUE.contains(&window[len - 1].as_str());
+                    if glued && sounds < 0.9 {
+                        continue;
+                    }
                     if sounds < needed_similarity(form.key.len()) || key.len() > form.key.len() + 2 {
                         continue;
                     }
                     // Short names must also be spelled nearly alike ("what" sounds like "heat").
                     let spelling = similarity(&spell(window), &form.spelled);
-                    if spelling < if form.key.len() <= 4 { 0.75 } else { 0.4 } {
+                    if spelling < needed_spelling(form.key.len()) {
                         continue;
                     }
                     {
@@ -143,6 +146,17 @@ fn needed_similarity(key_len: usize) -> f64 {
         0..=4 => 1.0,
         5 => 0.8,
         _ => MIN_SIMILARITY,
+    }
+}
+
+/// How alike the spelling must be besides the sound: short names sound like
+/// many words ("what" like "heat", "volume" like "vacuum"); long ones can be
+/// badly misspelled and still be clear ("can may or two").
+fn needed_spelling(key_len: usize) -> f64 {
+    match key_len {
+        0..=4 => 0.6,
+        5..=7 => 0.45,
+        _ => 0.3,
     }
 }
 
@@ -198,9 +212,17 @@ fn spell(words: &[String]) -> String {
 
 /// A key in which sounds recognizers confuse are the same letters: voiced
 /// and unvoiced pairs (b/p, d/t, g/k, v/f, z/s), th/f ("free" for "three"),
-/// c/k/q, silent gh; vowels become one `a` and repeats collapse.
+/// c/k/q, silent gh, h, w and final e; vowels become one `a` and repeats collapse.
 pub fn phonetic_key(words: &[String]) -> String {
-    let s = spell(words)
+    // A silent final "e" ("lite", "whole") says nothing about the sound.
+    let trimmed: Vec<String> = words
+        .iter()
+        .map(|w| match w.strip_suffix('e') {
+            Some(stem) if stem.len() >= 3 && !stem.ends_with(['a', 'e', 'i', 'o', 'u']) => stem.to_owned(),
+            _ => w.clone(),
+        })
+        .collect();
+    let s = spell(&trimmed)
         .replace('x', "ks")
         .replace("tion", "shan")
         .replace("ph", "f")
@@ -217,7 +239,9 @@ pub fn phonetic_key(words: &[String]) -> String {
     let chars: Vec<char> = s.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
         let mapped = match c {
-            'a' | 'e' | 'i' | 'o' | 'u' | 'y' | 'h' | 'w' => 'a',
+            'a' | 'e' | 'i' | 'o' | 'u' | 'y' => 'a',
+            // h and w are breath: "whole" and "hall" sound alike.
+            'h' | 'w' => continue,
             'b' | 'p' => 'p',
             'd' | 't' => 't',
             'g' | 'k' | 'q' => 'k',

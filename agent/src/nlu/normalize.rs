@@ -97,6 +97,24 @@ fn numbers_to_digits(words: &[&str]) -> Vec<String> {
         out.push(value.to_string());
         i += used.max(1);
     }
+    join_hundreds_and(out)
+}
+
+/// "100 and 10" is how a recognizer writes "one hundred and ten".
+fn join_hundreds_and(words: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let hundreds = words[i].parse::<u64>().ok().filter(|n| *n >= 100 && n % 100 == 0);
+        let rest = words.get(i + 2).and_then(|w| w.parse::<u64>().ok()).filter(|n| *n < 100);
+        if let (Some(h), Some("and"), Some(r)) = (hundreds, words.get(i + 1).map(String::as_str), rest) {
+            out.push((h + r).to_string());
+            i += 3;
+        } else {
+            out.push(words[i].clone());
+            i += 1;
+        }
+    }
     out
 }
 
@@ -179,6 +197,7 @@ mod tests {
         assert_eq!(n("stop conveyor one and conveyor two"), "stop conveyor 1 and conveyor 2");
         assert_eq!(n("two thousand"), "2000");
         assert_eq!(n("1 hundred"), "100");
+        assert_eq!(n("Coolant pump, flow 100 and 10."), "coolant pump flow 110");
     }
 
     #[test]

@@ -100,8 +100,7 @@ pub fn resolve(device: &Device, words: &[String]) -> Resolution {
     let command = |action: &str, value: Option<i64>| {
         Resolution::Command(Command { device: device.id.clone(), action: action.to_owned(), value })
     };
-    let numbers: Vec<i64> = words.iter().filter_map(|w| w.parse::<i64>().ok()).collect();
-    if let Some(&value) = numbers.last() {
+    if let Some(value) = setting_value(words) {
         return match value_action(device, words) {
             Some(action) if device.param(&action).is_some_and(|r| (r.min..=r.max).contains(&value)) => {
                 command(&action, Some(value))
@@ -148,6 +147,22 @@ pub fn resolve(device: &Device, words: &[String]) -> Resolution {
         [action] => command(action, None),
         _ => Resolution::Unsettled,
     }
+}
+
+/// The number a clause sets: the one after "to"/"at" or before a unit
+/// ("to 80 percent", "21 degrees"), else the last one.
+fn setting_value(words: &[String]) -> Option<i64> {
+    let number = |i: usize| words.get(i).and_then(|w| w.parse::<i64>().ok());
+    let marked = (0..words.len()).find_map(|i| {
+        let after_to = i > 0 && matches!(words[i - 1].as_str(), "to" | "at");
+        let before_unit = words.get(i + 1).is_some_and(|w| matches!(w.as_str(), "percent" | "degrees" | "degree" | "bar"));
+        if after_to || before_unit {
+            number(i)
+        } else {
+            None
+        }
+    });
+    marked.or_else(|| words.iter().rev().find_map(|w| w.parse::<i64>().ok()))
 }
 
 /// The value-taking action a clause with a number means: the one whose name
