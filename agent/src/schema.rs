@@ -35,7 +35,10 @@ pub fn command_schema(catalog: &Catalog) -> Value {
 /// utterance contains (`values`), within each action's range. Whether the
 /// utterance is a request at all was decided before the model is asked.
 pub fn utterance_schema(devices: &[&Device], values: &[i64], max_commands: usize) -> Value {
-    let branches: Vec<Value> = devices.iter().flat_map(|d| device_branches(d, Some(values))).collect();
+    // The action comes first: it is what the model decides, and everything
+    // after it is usually forced and never has to be decoded.
+    let branches: Vec<Value> =
+        devices.iter().flat_map(|d| device_branches(d, Some(values))).map(action_first).collect();
     json!({
         "type": "object",
         "properties": {
@@ -49,6 +52,20 @@ pub fn utterance_schema(devices: &[&Device], values: &[i64], max_commands: usize
         "required": ["commands"],
         "additionalProperties": false
     })
+}
+
+/// The same branch with `action` listed (and so generated) before `device`.
+fn action_first(mut branch: Value) -> Value {
+    if let Some(properties) = branch.get_mut("properties").and_then(Value::as_object_mut) {
+        if let Some(device) = properties.shift_remove("device") {
+            let value = properties.shift_remove("value");
+            properties.insert("device".to_owned(), device);
+            if let Some(value) = value {
+                properties.insert("value".to_owned(), value);
+            }
+        }
+    }
+    branch
 }
 
 /// One branch for the device's value-less actions (if any) and one per

@@ -46,7 +46,10 @@ async fn check_utterances(engine: &LlamaProcess, catalog_name: &str, cases: &[(&
 async fn utterances_over_each_example_catalog_give_the_expected_commands() {
     let engine = engine().await;
     let home = vec![
-        ("turn off the kitchen light and the fan", vec![cmd("kitchen_light", "turn_off", None), cmd("ceiling_fan", "turn_off", None)]),
+        (
+            "turn off the kitchen light and the fan",
+            vec![cmd("kitchen_light", "turn_off", None), cmd("ceiling_fan", "turn_off", None)],
+        ),
         ("switch on the porch light", vec![cmd("porch_light", "turn_on", None)]),
         ("lock the front door", vec![cmd("front_door_lock", "lock", None)]),
         ("set the thermostat to twenty two degrees", vec![cmd("thermostat", "set_temperature", Some(22))]),
@@ -238,7 +241,11 @@ async fn the_engine_requires_its_token_and_answers_malformed_requests_with_4xx()
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("loopback"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +271,8 @@ async fn the_interpret_command_prints_one_json_line_per_utterance() {
     assert!(lines[0]["latency_ms"]["nlu"].as_f64().unwrap() > 0.0);
     assert_eq!(lines[1]["commands"], json!([]));
     // A confirm-class action is listed under needs_confirmation.
-    let output = hearken(&["interpret", "--catalog", repo_file("devices/home.toml").to_str().unwrap(), "unlock the front door"]);
+    let output =
+        hearken(&["interpret", "--catalog", repo_file("devices/home.toml").to_str().unwrap(), "unlock the front door"]);
     let line: Value = serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
     assert_eq!(line["needs_confirmation"], json!([{"device": "front_door_lock", "action": "unlock"}]), "{line}");
 }
@@ -275,7 +283,8 @@ async fn accuracy_on_the_dev_sets_meets_the_bar() {
     let client = engine.client(Duration::from_secs(30)).unwrap();
     for (set, bar) in [("tests/data/nlu_dev.jsonl", 0.95), ("tests/data/nlu_dev_asr.jsonl", 0.75)] {
         let cases = eval::load_set(&repo_file(set)).unwrap();
-        let report = eval::evaluate(&cases, Path::new(&repo_root()), &client, &InterpreterConfig::default()).await.unwrap();
+        let report =
+            eval::evaluate(&cases, Path::new(&repo_root()), &client, &InterpreterConfig::default()).await.unwrap();
         let wrong: Vec<String> = report
             .results
             .iter()

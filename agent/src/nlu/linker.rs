@@ -349,37 +349,3 @@ mod tests {
         assert_eq!(similarity("", ""), 1.0);
     }
 }
-#[cfg(test)]
-mod debug {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    #[test]
-    #[ignore]
-    fn show() {
-        let catalog = crate::catalog::Catalog::load(std::path::Path::new(&std::env::var("CAT").unwrap())).unwrap();
-        let linker = Linker::new(&catalog);
-        let words = crate::nlu::normalize::normalize(&std::env::var("TEXT").unwrap());
-        println!("words {words:?} key {}", phonetic_key(&words));
-        for f in &linker.forms {
-            println!("form {:?} {}", f.target, f.key);
-        }
-        println!("{:?}", linker.find(&words));
-        for f in &linker.forms {
-            for len in 1..=words.len() {
-                for start in 0..=words.len() - len {
-                    let w = &words[start..start + len];
-                    let k = phonetic_key(w);
-                    let snd = similarity(&k, &f.key);
-                    if snd > 0.6 {
-                        println!(
-                            "cand {:?} {:?} {k} snd {snd:.2} spell {:.2}",
-                            f.target,
-                            w,
-                            similarity(&spell(w), &f.spelled)
-                        );
-                    }
-                }
-            }
-        }
-    }
-}

@@ -47,8 +47,14 @@ pub fn normalize(text: &str) -> Vec<String> {
 }
 
 /// Recognizers often lose the first sound of an utterance: "stop" comes out
-/// as "top", "unlock" as "and lock". Only the first words are repaired.
+/// as "top", "unlock" as "and lock". Only the first words are repaired. An
+/// utterance does not end in "to": that is "two" ("fan speed to").
 fn repair_clipped_onset(words: &mut Vec<&str>) {
+    if words.len() >= 2 && matches!(words.last(), Some(&"to" | &"too")) {
+        if let Some(last) = words.last_mut() {
+            *last = "two";
+        }
+    }
     match words.as_slice() {
         ["top", ..] => words[0] = "stop",
         ["and", "lock", ..] => {
@@ -212,6 +218,7 @@ mod tests {
         assert_eq!(n("Top the loading door."), "stop the loading door");
         assert_eq!(n("and lock the main door"), "unlock the main door");
         assert_eq!(n("lock the door and lock the gate"), "lock the door and lock the gate");
+        assert_eq!(n("ventilation speed to"), "ventilation speed 2");
     }
 
     #[test]

@@ -18,27 +18,27 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
     (
         "- desk_lamp \"desk lamp\": turn_on, turn_off, set_brightness (0-100 percent)\n- water_pump \"water pump\": start, stop",
         "switch the desk lamp off",
-        r#"{"commands":[{"device":"desk_lamp","action":"turn_off"}]}"#,
+        r#"{"commands":[{"action":"turn_off","device":"desk_lamp"}]}"#,
     ),
     (
         "- awning \"awning\": open, close\n- alarm_beacon \"alarm beacon\": turn_on, turn_off",
         "roll down the awning",
-        r#"{"commands":[{"device":"awning","action":"open"}]}"#,
+        r#"{"commands":[{"action":"open","device":"awning"}]}"#,
     ),
     (
         "- awning \"awning\": open, close\n- alarm_beacon \"alarm beacon\": turn_on, turn_off",
         "clear the alarm beacon and put the awning away",
-        r#"{"commands":[{"device":"alarm_beacon","action":"turn_off"},{"device":"awning","action":"close"}]}"#,
+        r#"{"commands":[{"action":"turn_off","device":"alarm_beacon"},{"action":"close","device":"awning"}]}"#,
     ),
     (
         "- greenhouse_vent \"greenhouse vent\": open, close, set_position (0-100 percent)\n- water_pump \"water pump\": start, stop",
         "greenhouse vent to 40 percent and get the water pump going",
-        r#"{"commands":[{"device":"greenhouse_vent","action":"set_position","value":40},{"device":"water_pump","action":"start"}]}"#,
+        r#"{"commands":[{"action":"set_position","device":"greenhouse_vent","value":40},{"action":"start","device":"water_pump"}]}"#,
     ),
     (
         "- mower \"mower\": start, stop, return_to_base\n- radio \"radio\": play, pause, set_volume (0-100 percent)",
         "send the mower home and quiet the radio",
-        r#"{"commands":[{"device":"mower","action":"return_to_base"},{"device":"radio","action":"pause"}]}"#,
+        r#"{"commands":[{"action":"return_to_base","device":"mower"},{"action":"pause","device":"radio"}]}"#,
     ),
 ];
 

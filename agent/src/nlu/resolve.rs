@@ -155,7 +155,8 @@ fn setting_value(words: &[String]) -> Option<i64> {
     let number = |i: usize| words.get(i).and_then(|w| w.parse::<i64>().ok());
     let marked = (0..words.len()).find_map(|i| {
         let after_to = i > 0 && matches!(words[i - 1].as_str(), "to" | "at");
-        let before_unit = words.get(i + 1).is_some_and(|w| matches!(w.as_str(), "percent" | "degrees" | "degree" | "bar"));
+        let before_unit =
+            words.get(i + 1).is_some_and(|w| matches!(w.as_str(), "percent" | "degrees" | "degree" | "bar"));
         if after_to || before_unit {
             number(i)
         } else {
