@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # One-command demo of what hearken does today: installs what is missing,
-# fetches and converts the speech model, builds, transcribes spoken commands
-# (synthesized with espeak-ng) with the local whisper engine, then starts a
-# private Mosquitto and the simulated devices of devices/home.toml, sends
-# commands in all three protocols, shows each acknowledgement and the events
-# topic, refuses an invalid command, and verifies the audit log. The language
-# model that turns transcripts into commands arrives with the intent issue;
-# this script grows with it.
+# fetches the models (converting the speech model), builds, transcribes
+# spoken commands (synthesized with espeak-ng) with the local whisper
+# engine, turns the transcripts into catalog-validated commands with the
+# local intent engine, then starts a private Mosquitto and the simulated
+# devices of devices/home.toml, sends those commands and more in all three
+# protocols, shows each acknowledgement and the events topic, refuses an
+# invalid command, and verifies the audit log. The daemon that does all of
+# this continuously arrives with the daemon issue; this script grows with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-cargo build --release --locked -p hearken -p hearken-whisper
+cargo build --release --locked -p hearken -p hearken-whisper -p hearken-llama
 hearken=${CARGO_TARGET_DIR:-target}/release/hearken
 "$hearken" models fetch
 
@@ -44,11 +45,23 @@ for text in "turn on the kitchen light" "lock the front door" "turn on the porch
     espeak-ng -v en -s 175 -w "$work/raw.wav" "$text"
     sox "$work/raw.wav" -r 16000 -c 1 -b 16 "$work/$(echo "$text" | tr ' ' _).wav"
 done
-"$hearken" transcribe "$work"/turn_on_the_kitchen_light.wav "$work"/lock_the_front_door.wav "$work"/turn_on_the_porch_light_and_the_ceiling_fan.wav
+"$hearken" transcribe "$work"/turn_on_the_kitchen_light.wav "$work"/lock_the_front_door.wav "$work"/turn_on_the_porch_light_and_the_ceiling_fan.wav | tee "$work/transcripts.jsonl"
+
+echo "== intent: the transcripts turned into catalog-validated commands by the local intent engine"
+python3 -c 'import json, sys; [print(json.loads(line)["text"]) for line in open(sys.argv[1])]' "$work/transcripts.jsonl" \
+    | "$hearken" interpret --catalog devices/home.toml - | tee "$work/intents.jsonl"
 
 audit="$work/audit.jsonl"
 send() { "$hearken" send --broker "$broker" --catalog devices/home.toml --audit "$audit" "$@" || true; }
-echo "== commands (one JSON line each)"
+echo "== those commands sent, then more by hand (one JSON line each)"
+python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    for c in json.loads(line).get("commands", []):
+        print(c["device"], c["action"], c.get("value", ""))' "$work/intents.jsonl" > "$work/commands.txt"
+while read -r device action value; do
+    # shellcheck disable=SC2086 # the value is absent for value-less actions
+    send "$device" "$action" $value
+done < "$work/commands.txt"
 send kitchen_light turn_on
 send kitchen_light set_brightness 180
 send living_room_blinds set_position 40

@@ -238,6 +238,13 @@ impl Interpreter {
             }
             result.model = Some(reply);
         }
+        // Whoever produced them, nothing leaves this stage unchecked.
+        for command in &commands {
+            validate(&self.catalog, command).map_err(|source| NluError::Invalid {
+                source,
+                reply: serde_json::to_string(command).unwrap_or_default(),
+            })?;
+        }
         // In the order the devices were named.
         commands.sort_by_key(|c| plan.order.iter().position(|d| self.catalog.devices[*d].id == c.device));
         result.needs_confirmation = commands
