@@ -168,7 +168,7 @@ fn collect<S: hound::Sample>(
 
 /// Converts raw 16 kHz mono s16le PCM (as from `arecord -f S16_LE -r 16000`) to samples.
 pub fn decode_pcm_s16le(bytes: &[u8], what: &str) -> Result<Vec<f32>, AudioError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(AudioError::OddPcm { what: what.to_owned(), bytes: bytes.len() });
     }
     if bytes.is_empty() {

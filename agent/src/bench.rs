@@ -598,7 +598,7 @@ pub fn vad(runs: usize) -> Result<VadBenchReport, crate::vad::VadError> {
             let voice: f32 = (1..=10).map(|h| ((h as f32) * 130.0 * std::f32::consts::TAU * t).sin() / h as f32).sum();
             0.2 * voice * (0.6 + 0.4 * (t * 25.0).sin().abs())
         }));
-        audio.extend(std::iter::repeat(0.0).take(rate));
+        audio.extend(std::iter::repeat_n(0.0, rate));
     }
     let mut times = Vec::new();
     let mut segments = 0;

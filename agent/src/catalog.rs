@@ -290,7 +290,7 @@ impl Catalog {
                     Protocol::Hearken
                 }),
             };
-            let protocol_known = raw.protocol.as_deref().map_or(true, |n| Protocol::from_name(n).is_some());
+            let protocol_known = raw.protocol.as_deref().is_none_or(|n| Protocol::from_name(n).is_some());
 
             if raw.actions.is_empty() {
                 push(dev, "actions", "a device needs at least one action".to_owned());

@@ -180,13 +180,13 @@ async fn the_engine_requires_its_token_and_rejects_malformed_requests() {
     let clip = samples_of(&synthesize(dir.path(), "a.wav", "lock the front door"));
 
     for token in [None, Some("not-the-token-at-all".to_owned())] {
-        let client = SttClient::new(&engine.url, token, Duration::from_secs(10)).unwrap();
+        let client = SttClient::new(engine.url(), token, Duration::from_secs(10)).unwrap();
         match client.transcribe(&clip, None).await {
             Err(SttError::Status { status: 401, .. }) => {}
             other => panic!("expected 401, got {other:?}"),
         }
     }
-    let http = reqwest_like_post(&engine.url, &engine.token, b"not a wav").await;
+    let http = reqwest_like_post(engine.url(), engine.token(), b"not a wav").await;
     assert_eq!(http.0, 400, "{}", http.1);
     assert!(http.1.contains("not a WAV"), "{}", http.1);
     let too_long = vec![0.0f32; 31 * 16_000];

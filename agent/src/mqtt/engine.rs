@@ -161,7 +161,8 @@ struct LinkState {
 }
 
 enum Request {
-    Send { command: Command, outbound: Outbound, budget: Duration, reply: oneshot::Sender<Delivery> },
+    // Boxed: an encoded command is large next to the other requests.
+    Send { command: Command, outbound: Box<Outbound>, budget: Duration, reply: oneshot::Sender<Delivery> },
     Event { topic: String, payload: Vec<u8> },
     Shutdown { done: oneshot::Sender<()> },
 }
@@ -276,7 +277,7 @@ impl CommandLink {
             outbound.expect = Expectation::Broker;
         }
         let (reply, answer) = oneshot::channel();
-        let request = Request::Send { command: command.clone(), outbound, budget, reply };
+        let request = Request::Send { command: command.clone(), outbound: Box::new(outbound), budget, reply };
         if self.requests.send(request).await.is_err() {
             return Ok(not_sent("the MQTT link has stopped".to_owned()));
         }
@@ -466,7 +467,7 @@ impl Engine {
                 },
                 () = sleep_until(give_up_at), if give_up_at.is_some() => break,
                 request = requests.recv(), if shutdown.is_none() => match request {
-                    Some(Request::Send { command, outbound, budget, reply }) => self.on_send(command, outbound, budget, reply),
+                    Some(Request::Send { command, outbound, budget, reply }) => self.on_send(command, *outbound, budget, reply),
                     Some(Request::Event { topic, payload }) => self.on_event(topic, payload),
                     Some(Request::Shutdown { done }) => {
                         shutdown = Some(done);

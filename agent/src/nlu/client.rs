@@ -171,4 +171,14 @@ impl LlamaProcess {
     pub fn pid(&self) -> Option<u32> {
         self.engine.pid()
     }
+
+    /// Its base URL.
+    pub fn url(&self) -> &str {
+        &self.engine.url
+    }
+
+    /// The bearer token it requires.
+    pub fn token(&self) -> &str {
+        &self.engine.token
+    }
 }

@@ -148,7 +148,7 @@ fn parse_number(words: &[&str]) -> (u64, usize) {
         } else if let Some(n) = unit_value(word) {
             match last {
                 None | Some("hundred") => current += n,
-                Some("tens") if n < 10 && current % 10 == 0 => current += n,
+                Some("tens") if n < 10 && current.is_multiple_of(10) => current += n,
                 _ => break,
             }
             last = Some(if n < 10 { "unit" } else { "teen" });
