@@ -45,3 +45,19 @@ fn every_expected_command_is_valid_and_every_kind_is_covered() {
         assert!(kinds.get(kind).copied().unwrap_or(0) >= 20, "{kind}: {kinds:?}");
     }
 }
+
+#[test]
+fn the_recognizer_set_is_the_clean_set_as_whisper_heard_it() {
+    let clean = std::fs::read_to_string(repo_file("tests/data/nlu_dev.jsonl")).unwrap();
+    let heard = std::fs::read_to_string(repo_file("tests/data/nlu_dev_asr.jsonl")).unwrap();
+    assert_eq!(clean.lines().count(), heard.lines().count(), "regenerate with scripts/nlu-asr-set.sh");
+    for (number, (a, b)) in clean.lines().zip(heard.lines()).enumerate() {
+        let a: Value = serde_json::from_str(a).unwrap();
+        let b: Value = serde_json::from_str(b).unwrap();
+        assert_eq!(a["text"], b["spoken"], "line {}", number + 1);
+        for field in ["catalog", "kind", "commands"] {
+            assert_eq!(a[field], b[field], "line {}: {field}", number + 1);
+        }
+        assert!(b["text"].is_string(), "line {}", number + 1);
+    }
+}
