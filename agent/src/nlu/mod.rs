@@ -47,6 +47,14 @@ pub enum NluError {
         /// The reply as received.
         reply: String,
     },
+    /// The reply commands a device the utterance did not leave to the model.
+    #[error("model reply refused: device '{device}' was not one the request left open: {reply}")]
+    NotAsked {
+        /// The device.
+        device: String,
+        /// The reply as received.
+        reply: String,
+    },
     /// The reply names a command the catalog does not allow.
     #[error("model reply refused: {source}: {reply}")]
     Invalid {
@@ -228,7 +236,12 @@ impl Interpreter {
                 .complete(&messages, self.config.constrain.then_some(&schema), self.config.max_tokens)
                 .await?;
             result.asked_model = true;
-            for command in parse_reply(&self.catalog, &reply.content)? {
+            let replied = parse_reply(&self.catalog, &reply.content)?;
+            // The schema already allows only these devices; checked again all the same.
+            if let Some(stray) = replied.iter().find(|c| !candidates.iter().any(|d| d.id == c.device)) {
+                return Err(NluError::NotAsked { device: stray.device.clone(), reply: reply.content.clone() });
+            }
+            for command in replied {
                 // One command per device and utterance: a second, different one for the
                 // same device ("turn on" and "turn off" the projector) is the model
                 // contradicting itself, and the first stands.
