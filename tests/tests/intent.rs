@@ -295,3 +295,22 @@ async fn accuracy_on_the_dev_sets_meets_the_bar() {
         assert_eq!(report.false_commands, 0, "{set}: commands for non-commands\n{}", wrong.join("\n"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_dies_gives_a_clear_error_and_plain_requests_still_work() {
+    let engine = engine().await;
+    let client = engine.client(Duration::from_secs(10)).unwrap();
+    let office = Interpreter::new(catalog("office.toml"), client, InterpreterConfig::default());
+    let pid = engine.pid().unwrap();
+    let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Needs the model ("lower" is no action name): a clear error naming the engine.
+    let error = office.interpret("lower the projector screen").await.unwrap_err();
+    assert!(matches!(error, NluError::Engine(_)), "{error}");
+    assert!(error.to_string().contains("intent engine"), "{error}");
+    // Settled by its words: no model needed.
+    let result = office.interpret("turn off the printer").await.unwrap();
+    assert_eq!(result.commands, vec![cmd("printer", "turn_off", None)]);
+    assert!(!result.asked_model);
+}
