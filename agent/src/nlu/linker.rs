@@ -14,6 +14,8 @@ pub enum Target {
     Device(usize),
     /// An area, by name.
     Area(String),
+    /// Every device whose name ends in this word ("all the lights"), singular.
+    Group(String),
 }
 
 /// One match of a catalog name in the transcript.
@@ -94,10 +96,11 @@ impl Linker {
                     let window = &words[start..start + len];
                     let key = phonetic_key(window);
                     let sounds = similarity(&key, &form.key);
-                    // A window may start or end with a little word only when it sounds
-                    // almost exactly like the name ("and on light" for "andon light").
+                    // A window may start or end with a little word only when it is more
+                    // than that word and sounds almost exactly like the name ("and on
+                    // light" for "andon light"); "all" alone is never the hall.
                     let glued = GLUE.contains(&window[0].as_str()) || GLUE.contains(&window[len - 1].as_str());
-                    if glued && sounds < 0.9 {
+                    if glued && (len == 1 || sounds < 0.9) {
                         continue;
                     }
                     if sounds < needed_similarity(form.key.len()) || key.len() > form.key.len() + 2 {
@@ -305,7 +308,7 @@ mod tests {
             .into_iter()
             .filter_map(|m| match m.target {
                 Target::Device(i) => Some(catalog.devices[i].id.clone()),
-                Target::Area(_) => None,
+                Target::Area(_) | Target::Group(_) => None,
             })
             .collect()
     }

@@ -285,6 +285,13 @@ impl Interpreter {
             return Plan::NoCommand("question");
         }
         let mut mentions = self.linker.find(&words);
+        let groups = self.groups(&words);
+        // "all conveyors" is the group, not a guess at one conveyor.
+        mentions.retain(|m| m.score >= 1.0 || !groups.iter().any(|g| m.start < g.end && g.start < m.end));
+        let free: Vec<linker::Mention> =
+            groups.into_iter().filter(|g| !mentions.iter().any(|m| m.start < g.end && g.start < m.end)).collect();
+        mentions.extend(free);
+        mentions.sort_by_key(|m| m.start);
         let named_any = !mentions.is_empty();
         if !named_any {
             // "skip to the next track": the device is the one with that action.
@@ -315,12 +322,29 @@ impl Interpreter {
                 .collect();
             let cue = if resolve::has_own_cue(&own) { own } else { previous_cue.clone() };
             previous_cue = cue.clone();
-            let in_clause = mentions.iter().filter(|m| (!named_any) || (start <= m.start && m.start < end));
+            let in_clause: Vec<&linker::Mention> =
+                mentions.iter().filter(|m| (!named_any) || (start <= m.start && m.start < end)).collect();
+            // "all the lights in the hall": the group within the area, and the area says nothing more.
+            let clause_areas: Vec<&str> = in_clause
+                .iter()
+                .filter_map(|m| if let Target::Area(area) = &m.target { Some(area.as_str()) } else { None })
+                .collect();
+            let clause_has_group = in_clause.iter().any(|m| matches!(m.target, Target::Group(_)));
             for mention in in_clause {
+                if clause_has_group && matches!(mention.target, Target::Area(_)) {
+                    continue;
+                }
                 let by_area = matches!(mention.target, Target::Area(_));
+                let by_group = matches!(mention.target, Target::Group(_));
                 let mut area_settled = Vec::new();
                 let mut area_unsettled = Vec::new();
-                for device in self.devices_of(mention, &cue) {
+                let mut devices = self.devices_of(mention, &cue);
+                if by_group && !clause_areas.is_empty() {
+                    devices.retain(|&d| {
+                        self.catalog.devices[d].area.as_deref().is_some_and(|a| clause_areas.contains(&a))
+                    });
+                }
+                for device in devices {
                     match resolve::resolve(&self.catalog.devices[device], &cue) {
                         resolve::Resolution::Command(command) => area_settled.push((device, command)),
                         resolve::Resolution::Unsettled => area_unsettled.push(device),
@@ -329,7 +353,10 @@ impl Interpreter {
                 }
                 // An area (or an action word) names several devices: the ones the words settle are
                 // meant; when there is exactly one, that is the command, otherwise the model chooses.
-                let (take_settled, take_unsettled) = if (by_area || !named_any) && area_settled.len() > 1 {
+                // A group ("all the lights") is every member the words settle, nothing else.
+                let (take_settled, take_unsettled) = if by_group {
+                    (area_settled, Vec::new())
+                } else if (by_area || !named_any) && area_settled.len() > 1 {
                     (Vec::new(), area_settled.iter().map(|(d, _)| *d).collect())
                 } else if (by_area || !named_any) && area_settled.len() == 1 {
                     (area_settled, Vec::new())
@@ -373,6 +400,7 @@ impl Interpreter {
                     match &mention.target {
                         Target::Device(index) => request.push(self.catalog.devices[*index].name.clone()),
                         Target::Area(area) => request.push(area.clone()),
+                        Target::Group(_) => request.push(words[mention.start].clone()),
                     }
                     i = mention.end;
                 }
@@ -386,17 +414,46 @@ impl Interpreter {
         Plan::Ask(Asked { settled, unsettled, order, request: request.join(" "), numbers })
     }
 
-    /// The devices a mention stands for: the device, or the devices of the
-    /// area — narrowed to those whose names share a word with `words` when
-    /// any does ("lights on in the kitchen" is the kitchen light).
+    /// "All the lights", "every conveyor", "both pumps": with one of those
+    /// words, a word that ends the names of two or more devices stands for
+    /// all of them.
+    fn groups(&self, words: &[String]) -> Vec<linker::Mention> {
+        if !words.iter().any(|w| matches!(w.as_str(), "all" | "every" | "everything" | "both")) {
+            return Vec::new();
+        }
+        let mut groups: Vec<linker::Mention> = Vec::new();
+        for (i, word) in words.iter().enumerate() {
+            let head = singular(word);
+            if self.group_members(&head).len() >= 2 && !groups.iter().any(|g| g.target == Target::Group(head.clone())) {
+                groups.push(linker::Mention { target: Target::Group(head), start: i, end: i + 1, score: 1.0 });
+            }
+        }
+        groups
+    }
+
+    /// Devices whose name or an alias ends in `head` (singular).
+    fn group_members(&self, head: &str) -> Vec<usize> {
+        (0..self.catalog.devices.len())
+            .filter(|&i| {
+                let device = &self.catalog.devices[i];
+                std::iter::once(&device.name)
+                    .chain(&device.aliases)
+                    .any(|name| normalize::normalize(name).last().is_some_and(|w| singular(w) == head))
+            })
+            .collect()
+    }
+
+    /// The devices a mention stands for: the device, the group, or the
+    /// devices of the area — narrowed to those whose names share a word with
+    /// `words` when any does ("lights on in the kitchen" is the kitchen light).
     fn devices_of(&self, mention: &linker::Mention, words: &[String]) -> Vec<usize> {
         match &mention.target {
             Target::Device(index) => vec![*index],
+            Target::Group(head) => self.group_members(head),
             Target::Area(area) => {
                 let in_area: Vec<usize> = (0..self.catalog.devices.len())
                     .filter(|&i| self.catalog.devices[i].area.as_deref() == Some(area.as_str()))
                     .collect();
-                let singular = |w: &str| w.strip_suffix('s').unwrap_or(w).to_owned();
                 let said: Vec<String> = words.iter().map(|w| singular(w)).collect();
                 let area_words: Vec<String> = normalize::normalize(area).iter().map(|w| singular(w)).collect();
                 let typed: Vec<usize> = in_area
@@ -457,6 +514,11 @@ impl Interpreter {
             })
             .collect()
     }
+}
+
+/// "lights" → "light": enough English plural for matching names.
+fn singular(word: &str) -> String {
+    word.strip_suffix('s').filter(|stem| stem.len() >= 3 && !stem.ends_with('s')).unwrap_or(word).to_owned()
 }
 
 enum Plan {
@@ -536,6 +598,17 @@ mod tests {
         assert!(matches!(parse_reply(&catalog, extra_field), Err(NluError::Malformed { .. })));
         let other_with_commands = r#"{"intent":"other","commands":[{"device":"tv","action":"mute"}]}"#;
         assert!(matches!(parse_reply(&catalog, other_with_commands), Err(NluError::Malformed { .. })));
+    }
+
+    #[test]
+    fn all_the_lights_is_every_light_the_words_settle() {
+        let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
+        let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
+        let Plan::Ask(asked) = interpreter.plan("turn off all the lights") else { panic!("no plan") };
+        let devices: Vec<&str> = asked.settled.iter().map(|c| c.device.as_str()).collect();
+        assert_eq!(devices, ["kitchen_light", "bedroom_light", "porch_light"]);
+        assert!(asked.settled.iter().all(|c| c.action == "turn_off"));
+        assert!(asked.unsettled.is_empty());
     }
 
     #[test]
