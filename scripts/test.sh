@@ -7,9 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-# The binaries the integration tests run, built exactly as the tests' own
-# helper builds them (same packages, same features), so it is a no-op there.
-cargo build --locked -p hearken --bin hearken -p hearken-whisper --bin hearken-whisper -p hearken-llama --bin hearken-llama
+# Everything, tests included, built exactly as the tests' own helper builds
+# the binaries: one invocation, so whisper.cpp and llama.cpp are compiled
+# once with the features `cargo test` resolves (a narrower `-p … --bin …`
+# build resolves other features and compiles both again).
+cargo build --workspace --all-targets --locked
 # The speech and intent tests use the real models: the converted whisper tiny.en,
 # SmolLM2-135M and Gemma 3 270M (cached outside the clone).
 "${CARGO_TARGET_DIR:-target}/debug/hearken" models fetch

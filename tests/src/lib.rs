@@ -31,22 +31,9 @@ pub fn hearken_bin() -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "hearken",
-                "--bin",
-                "hearken",
-                "-p",
-                "hearken-whisper",
-                "--bin",
-                "hearken-whisper",
-                "-p",
-                "hearken-llama",
-                "--bin",
-                "hearken-llama",
-            ])
+            // The same invocation as scripts/test.sh, so this is a no-op there and the
+            // native engines are not compiled a second time with other features.
+            .args(["build", "--quiet", "--workspace", "--all-targets", "--locked"])
             .current_dir(repo_root())
             .status()
             .expect("cannot run cargo to build the hearken binary");

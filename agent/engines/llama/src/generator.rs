@@ -68,7 +68,7 @@ pub struct Completion {
     pub completion_tokens: usize,
     /// Of those, tokens the grammar forced (jump-forward: batched, and never decoded at the end).
     pub forced_tokens: usize,
-    /// Time spent decoding the new part of the prompt.
+    /// Time until the new part of the prompt (with the reply's forced opening) was decoded.
     pub prompt_ms: f64,
     /// Time spent generating.
     pub generate_ms: f64,
@@ -182,15 +182,14 @@ impl Generator {
         let mut common = self.cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
         common = common.min(tokens.len() - 1);
         self.truncate_cache(common)?;
-        self.decode(&tokens[common..])?;
-        let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
-
-        let generating = Instant::now();
         let eog = |t: LlamaToken| self.model.vocab().is_eog(t);
         let mut output: Vec<LlamaToken> = Vec::new();
-        // Tokens the matcher has accepted but the model has not seen yet: decoded
-        // in one batch only when a later choice needs the logits after them.
-        let mut pending: Vec<LlamaToken> = Vec::new();
+        // Tokens the model has not seen yet: the new part of the prompt, then what
+        // the matcher accepted. They are decoded in one batch only when a choice
+        // needs the logits after them, so the reply's forced opening goes in the
+        // same batch as the prompt.
+        let mut pending: Vec<LlamaToken> = tokens[common..].to_vec();
+        let mut prompt_ms = None;
         let mut forced = 0;
         let mut finish_reason = "length";
         let grammar_error = |e: anyhow::Error| GenerateError::Decode(format!("grammar: {e}"));
@@ -221,6 +220,7 @@ impl Generator {
             if !pending.is_empty() {
                 let batch = std::mem::take(&mut pending);
                 self.decode(&batch)?;
+                prompt_ms.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
             }
             let logits = self.context.get_logits_ith(-1);
             let next = match matcher.as_mut() {
@@ -259,8 +259,8 @@ impl Generator {
             cached_tokens: common,
             completion_tokens: output.len(),
             forced_tokens: forced,
-            prompt_ms,
-            generate_ms: generating.elapsed().as_secs_f64() * 1000.0,
+            prompt_ms: prompt_ms.unwrap_or(0.0),
+            generate_ms: started.elapsed().as_secs_f64() * 1000.0 - prompt_ms.unwrap_or(0.0),
         })
     }
 
