@@ -846,6 +846,8 @@ mod tests {
             assert!(d <= Duration::from_millis(7_500), "{d:?}");
             assert!(d >= Duration::from_millis(50), "{d:?}");
         }
-        assert!(backoff(10) > Duration::from_millis(2_000));
+        // Jitter is ×0.5–1.5: the first retry stays under 150 ms, later ones at least 1.6 s.
+        assert!(backoff(1) <= Duration::from_millis(150));
+        assert!(backoff(10) >= Duration::from_millis(1_600));
     }
 }
