@@ -633,15 +633,7 @@ async fn transcribe(args: TranscribeArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let (_engine, client) = match &args.stt_url {
         Some(url) => {
-            let token = match &args.stt_token_file {
-                Some(path) => Some(
-                    std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?
-                        .trim()
-                        .to_owned(),
-                ),
-                None => std::env::var("HEARKEN_STT_TOKEN").ok(),
-            };
+            let token = server_token(args.stt_token_file.as_deref(), "HEARKEN_STT_TOKEN")?;
             (None, stt::SttClient::new(url, token, timeout)?)
         }
         None => {
@@ -670,6 +662,17 @@ async fn transcribe(args: TranscribeArgs) -> anyhow::Result<ExitCode> {
         println!("{line}");
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The bearer token for a server given by URL: from `file` when given, else from
+/// the environment variable `env` (absent means no token).
+fn server_token(file: Option<&Path>, env: &str) -> anyhow::Result<Option<String>> {
+    match file {
+        Some(path) => Ok(Some(
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_owned(),
+        )),
+        None => Ok(std::env::var(env).ok()),
+    }
 }
 
 fn default_model(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {

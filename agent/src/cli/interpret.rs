@@ -52,15 +52,7 @@ impl EngineArgs {
     async fn connect(&self) -> anyhow::Result<(Option<LlamaProcess>, ChatClient)> {
         let timeout = Duration::from_millis(self.timeout_ms);
         if let Some(url) = &self.llm_url {
-            let token = match &self.llm_token_file {
-                Some(path) => Some(
-                    std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?
-                        .trim()
-                        .to_owned(),
-                ),
-                None => std::env::var("HEARKEN_LLM_TOKEN").ok(),
-            };
+            let token = crate::server_token(self.llm_token_file.as_deref(), "HEARKEN_LLM_TOKEN")?;
             return Ok((None, ChatClient::new(url, token, &self.llm_model, timeout)?));
         }
         let model = match &self.model {
