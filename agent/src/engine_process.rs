@@ -90,4 +90,12 @@ impl EngineProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
+
+    /// Waits until the process exits and says how (for supervision logs).
+    pub async fn exited(&mut self) -> String {
+        match self.child.wait().await {
+            Ok(status) => status.to_string(),
+            Err(e) => format!("cannot wait for it: {e}"),
+        }
+    }
 }

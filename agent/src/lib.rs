@@ -18,6 +18,8 @@
 //! - [`engine_process`]: starting a local engine process and waiting until it is healthy.
 //! - [`stt`]: speech-to-text client (OpenAI-compatible) and the local engine process.
 //! - [`nlu`]: the intent stage: normalization, fuzzy device linking, the model, validation.
+//! - [`config`]: the daemon's TOML configuration.
+//! - [`daemon`]: `hearken run`: the stages wired together, supervised engines, systemd.
 //! - [`simulator`]: simulated devices with latency and fault injection.
 //! - [`audit`]: the hash-chained audit log and its verifier.
 //! - [`events`]: payloads for the events topic.
@@ -30,6 +32,8 @@ pub mod bench;
 pub mod capture;
 pub mod catalog;
 pub mod command;
+pub mod config;
+pub mod daemon;
 pub mod engine_http;
 pub mod engine_process;
 pub mod events;

@@ -36,6 +36,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum TopCommand {
+    /// Run the voice-control daemon: audio → VAD → speech engine → intent engine →
+    /// catalog validation → confirmation → MQTT → acknowledgement → audit.
+    ///
+    /// Prints {"daemon":"ready",…} once the engines are healthy, then one JSON line per
+    /// utterance (transcript, commands with outcomes, stage latencies, audit_seq) and per
+    /// confirmation decision, and {"daemon":"stopped",…} after draining on SIGTERM/SIGINT
+    /// (or at the end of a file source). Speaks systemd's notify protocol when run by it.
+    Run(cli::run::RunArgs),
+    /// Check or print the daemon's configuration.
+    #[command(subcommand)]
+    Config(cli::run::ConfigCommand),
+    /// The daemon's pipeline offline (VAD → STT → intent, no MQTT) over WAV files.
+    ///
+    /// Prints one JSON line per detected utterance:
+    /// {"file","start_ms","end_ms","text","commands","needs_confirmation","latency_ms":{"vad","stt","nlu","total"}}.
+    Process(cli::process::ProcessArgs),
+    /// The whole system on a bundled recording: a private Mosquitto, the simulated devices
+    /// of devices/home.toml and the daemon, printing each transcript, command,
+    /// acknowledgement and stage latency, then the audit verification.
+    Demo(cli::demo::DemoArgs),
     /// Check device catalogs, print the model-output schema, list audio inputs.
     #[command(subcommand)]
     Devices(DevicesCommand),
@@ -137,6 +157,10 @@ enum BenchCommand {
     /// Intent accuracy (exact command sets) and latency on the dev sets, clean text and
     /// whisper tiny.en transcripts of the same commands.
     Nlu(cli::interpret::BenchNluArgs),
+    /// End to end through the daemon: synthesized commands (espeak-ng) as one real-time
+    /// stream, a private Mosquitto and the simulator; per-stage median/p95 and the share of
+    /// utterances whose acknowledged commands are exactly the expected ones.
+    E2e(cli::demo::BenchE2eArgs),
     /// VAD segmentation speed on one core.
     Vad {
         /// Runs over one minute of audio.
@@ -429,6 +453,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
+        TopCommand::Run(args) => runtime()?.block_on(cli::run::run(args)),
+        TopCommand::Config(command) => Ok(cli::run::config(command)),
+        TopCommand::Process(args) => runtime()?.block_on(cli::process::process(args)),
+        TopCommand::Demo(args) => runtime()?.block_on(cli::demo::demo(args)),
+        TopCommand::Bench(BenchCommand::E2e(args)) => runtime()?.block_on(cli::demo::bench_e2e(args)),
         TopCommand::Interpret(args) => runtime()?.block_on(cli::interpret::interpret(args)),
         TopCommand::Bench(BenchCommand::Nlu(args)) => runtime()?.block_on(cli::interpret::bench_nlu(args)),
         TopCommand::Bench(BenchCommand::Vad { runs }) => {
@@ -495,7 +524,7 @@ fn audit_verify(path: &Path) -> ExitCode {
 }
 
 /// Loads a catalog, or prints every problem and gives the "invalid input" exit status.
-fn load_catalog(path: &Path) -> Result<Catalog, ExitCode> {
+pub(crate) fn load_catalog(path: &Path) -> Result<Catalog, ExitCode> {
     Catalog::load(path).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(EXIT_INVALID)
@@ -675,7 +704,7 @@ fn server_token(file: Option<&Path>, env: &str) -> anyhow::Result<Option<String>
     }
 }
 
-fn default_model(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(crate) fn default_model(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(model) = explicit {
         return Ok(model);
     }

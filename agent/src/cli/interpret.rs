@@ -33,7 +33,7 @@ pub struct EngineArgs {
     model: Option<PathBuf>,
     /// Threads of the local engine (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// Request timeout per utterance.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
@@ -49,7 +49,7 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     /// Starts the local engine (kept alive by the returned handle) or connects to --llm-url.
-    async fn connect(&self) -> anyhow::Result<(Option<LlamaProcess>, ChatClient)> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<(Option<LlamaProcess>, ChatClient)> {
         let timeout = Duration::from_millis(self.timeout_ms);
         if let Some(url) = &self.llm_url {
             let token = crate::server_token(self.llm_token_file.as_deref(), "HEARKEN_LLM_TOKEN")?;
@@ -71,7 +71,7 @@ impl EngineArgs {
         Ok((Some(engine), client))
     }
 
-    fn config(&self) -> InterpreterConfig {
+    pub(crate) fn config(&self) -> InterpreterConfig {
         InterpreterConfig {
             constrain: !self.no_schema,
             settle_by_words: !self.model_only,

@@ -112,7 +112,8 @@ fn same_commands(a: &[Command], b: &[Command]) -> bool {
     a.len() == b.len() && a.iter().all(|c| b.contains(c)) && b.iter().all(|c| a.contains(c))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The value at quantile `p` (0..=1) of sorted samples, nearest rank; 0 when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -180,7 +180,8 @@ impl Default for InterpreterConfig {
 pub struct Interpreter {
     catalog: Catalog,
     linker: Linker,
-    client: ChatClient,
+    // Swapped when a supervised engine restarts on a new port and token.
+    client: std::sync::RwLock<ChatClient>,
     config: InterpreterConfig,
 }
 
@@ -188,7 +189,16 @@ impl Interpreter {
     /// An interpreter for `catalog` asking the model behind `client`.
     pub fn new(catalog: Catalog, client: ChatClient, config: InterpreterConfig) -> Interpreter {
         let linker = Linker::new(&catalog);
-        Interpreter { catalog, linker, client, config }
+        Interpreter { catalog, linker, client: std::sync::RwLock::new(client), config }
+    }
+
+    /// Points the interpreter at another engine (a restarted one, or a fallback).
+    pub fn set_client(&self, client: ChatClient) {
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+    }
+
+    fn client(&self) -> ChatClient {
+        self.client.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The catalog commands are validated against.
@@ -201,7 +211,7 @@ impl Interpreter {
     pub async fn warm_up(&self) -> Result<(), NluError> {
         let first: Vec<&Device> = self.catalog.devices.iter().take(1).collect();
         let schema = crate::schema::utterance_schema(&first, &[], 1);
-        self.client.complete(&prompt::messages(&self.catalog, "turn it on"), Some(&schema), 32).await?;
+        self.client().complete(&prompt::messages(&self.catalog, "turn it on"), Some(&schema), 32).await?;
         Ok(())
     }
 
@@ -232,7 +242,7 @@ impl Interpreter {
                 crate::schema::utterance_schema(&candidates, &plan.numbers, candidates.len().min(MAX_COMMANDS));
             let messages = prompt::messages(&self.catalog, &plan.request);
             let reply = self
-                .client
+                .client()
                 .complete(&messages, self.config.constrain.then_some(&schema), self.config.max_tokens)
                 .await?;
             result.asked_model = true;

@@ -1,0 +1,85 @@
+//! `hearken process`: the daemon's pipeline offline (VAD → STT → intent, no
+//! MQTT) over WAV files, one JSON line per detected utterance.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::json;
+
+use hearken::nlu::Interpreter;
+use hearken::{audio, millis, stt, vad};
+
+/// Arguments of `hearken process`.
+#[derive(Args)]
+pub struct ProcessArgs {
+    /// Device catalog (TOML).
+    #[arg(long)]
+    catalog: PathBuf,
+    /// ggml whisper model (default: the cached tiny.en).
+    #[arg(long)]
+    stt_model: Option<PathBuf>,
+    #[command(flatten)]
+    engine: crate::cli::interpret::EngineArgs,
+    /// Trailing silence that ends an utterance.
+    #[arg(long, default_value_t = 400)]
+    end_silence_ms: u32,
+    /// WAV files (8–48 kHz, any common sample format, any channel count).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+/// Prints `{"file","start_ms","end_ms","text","commands","needs_confirmation","latency_ms":{"vad","stt","nlu","total"}}`
+/// per utterance, or `{"file","error"}`; exits 1 if any file or utterance failed.
+pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
+    let catalog = match crate::load_catalog(&args.catalog) {
+        Ok(catalog) => catalog,
+        Err(code) => return Ok(code),
+    };
+    let vad_config = vad::VadConfig { end_silence_ms: args.end_silence_ms, ..vad::VadConfig::default() };
+    vad::Segmenter::new(vad_config)?;
+    let threads = args.engine.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let whisper = stt::WhisperProcess::start(&crate::default_model(args.stt_model.clone())?, threads).await?;
+    let stt_client = whisper.client(Duration::from_secs(30))?;
+    let (_llama, chat) = args.engine.connect().await?;
+    let interpreter = Interpreter::new(catalog, chat, args.engine.config());
+    interpreter.warm_up().await?;
+    let mut failed = false;
+    for file in &args.files {
+        let decoded = match audio::read_wav(file) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                failed = true;
+                println!("{}", json!({"file": file, "error": e.to_string()}));
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let segments = vad::segment_all(&decoded.samples, vad_config)?;
+        // The VAD's compute time, shared out over the file's utterances.
+        let vad_ms = millis(started.elapsed()) / segments.len().max(1) as f64;
+        for segment in segments {
+            let started = Instant::now();
+            let line = match stt_client.transcribe(&segment.samples, None).await {
+                Err(e) => Err(e.to_string()),
+                Ok(transcript) => match interpreter.interpret(&transcript.text).await {
+                    Err(e) => Err(e.to_string()),
+                    Ok(result) => Ok(json!({
+                        "file": file, "start_ms": segment.start_ms, "end_ms": segment.end_ms,
+                        "text": transcript.text, "commands": result.commands,
+                        "needs_confirmation": result.needs_confirmation,
+                        "latency_ms": {"vad": vad_ms, "stt": millis(transcript.latency), "nlu": millis(result.latency),
+                                       "total": vad_ms + millis(started.elapsed())},
+                    })),
+                },
+            };
+            let line = line.unwrap_or_else(|error| {
+                failed = true;
+                json!({"file": file, "start_ms": segment.start_ms, "end_ms": segment.end_ms, "error": error})
+            });
+            println!("{line}");
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,148 @@
+//! Prometheus metrics: per-stage latency histograms, utterance, command and
+//! outcome counters, dropped audio, engine restarts. Plain atomics rendered
+//! in the text exposition format; served on `/metrics` when configured.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Histogram bucket upper bounds, in seconds.
+const BUCKETS: [f64; 12] = [0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 1.0, 2.5, 10.0];
+
+/// One latency histogram.
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Everything the daemon counts. Shared by the pipeline stages.
+#[derive(Default)]
+pub struct Metrics {
+    latencies: Mutex<BTreeMap<&'static str, Histogram>>,
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Utterances dropped because the queue to the engines was full.
+    pub dropped_utterances: AtomicU64,
+    /// The microphone's counters (dropped samples, device opens).
+    pub capture: Arc<crate::capture::CaptureStats>,
+    /// Engine restarts, by engine.
+    pub restarts: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    /// Records one stage's latency (`stt`, `nlu`, `mqtt`, `end_to_ack`, …).
+    pub fn observe(&self, stage: &'static str, latency: Duration) {
+        let seconds = latency.as_secs_f64();
+        let mut all = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
+        let histogram = all.entry(stage).or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                histogram.counts[i] += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum += seconds;
+    }
+
+    /// Adds one to a counter with one label value, e.g. (`commands`, `acknowledged`).
+    pub fn count(&self, counter: &'static str, label: &str) {
+        let mut all = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        *all.entry((counter, label.to_owned())).or_default() += 1;
+    }
+
+    /// Sets the restart count of an engine (read from its supervisor).
+    pub fn set_restarts(&self, engine: &'static str, restarts: u64) {
+        self.restarts.lock().unwrap_or_else(|p| p.into_inner()).insert(engine, restarts);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP hearken_stage_latency_seconds Latency of each pipeline stage.\n");
+        out.push_str("# TYPE hearken_stage_latency_seconds histogram\n");
+        for (stage, h) in self.latencies.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for (bound, count) in BUCKETS.iter().zip(h.counts) {
+                out.push_str(&format!(
+                    "hearken_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"{bound}\"}} {count}\n"
+                ));
+            }
+            out.push_str(&format!(
+                "hearken_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {}\n",
+                h.count
+            ));
+            out.push_str(&format!("hearken_stage_latency_seconds_sum{{stage=\"{stage}\"}} {}\n", h.sum));
+            out.push_str(&format!("hearken_stage_latency_seconds_count{{stage=\"{stage}\"}} {}\n", h.count));
+        }
+        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = "";
+        for ((name, label), value) in counters.iter() {
+            let (label_name, help) = match *name {
+                "utterances" => ("outcome", "Utterances by what became of them."),
+                "commands" => ("outcome", "Commands by outcome."),
+                _ => ("kind", "Events."),
+            };
+            if *name != last {
+                out.push_str(&format!("# HELP hearken_{name}_total {help}\n# TYPE hearken_{name}_total counter\n"));
+                last = name;
+            }
+            out.push_str(&format!("hearken_{name}_total{{{label_name}=\"{label}\"}} {value}\n"));
+        }
+        out.push_str(
+            "# HELP hearken_audio_dropped_utterances_total Utterances dropped because the engines were busy.\n",
+        );
+        out.push_str("# TYPE hearken_audio_dropped_utterances_total counter\n");
+        out.push_str(&format!(
+            "hearken_audio_dropped_utterances_total {}\n",
+            self.dropped_utterances.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP hearken_audio_dropped_samples_total Samples the capture thread could not hand over.\n");
+        out.push_str("# TYPE hearken_audio_dropped_samples_total counter\n");
+        out.push_str(&format!(
+            "hearken_audio_dropped_samples_total {}\n",
+            self.capture.dropped_samples.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP hearken_engine_restarts_total Engine restarts after a crash or hang.\n");
+        out.push_str("# TYPE hearken_engine_restarts_total counter\n");
+        for (engine, restarts) in self.restarts.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            out.push_str(&format!("hearken_engine_restarts_total{{engine=\"{engine}\"}} {restarts}\n"));
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` on `address` until the runtime stops.
+pub async fn serve(address: std::net::SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    axum::serve(listener, router).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_counters_labelled() {
+        let metrics = Metrics::default();
+        metrics.observe("stt", Duration::from_millis(120));
+        metrics.observe("stt", Duration::from_millis(30));
+        metrics.count("commands", "acknowledged");
+        metrics.count("commands", "acknowledged");
+        metrics.count("commands", "timeout");
+        let text = metrics.render();
+        assert!(text.contains("hearken_stage_latency_seconds_bucket{stage=\"stt\",le=\"0.05\"} 1\n"), "{text}");
+        assert!(text.contains("hearken_stage_latency_seconds_bucket{stage=\"stt\",le=\"0.15\"} 2\n"), "{text}");
+        assert!(text.contains("hearken_stage_latency_seconds_count{stage=\"stt\"} 2\n"), "{text}");
+        assert!(text.contains("hearken_commands_total{outcome=\"acknowledged\"} 2\n"), "{text}");
+        assert!(text.contains("hearken_commands_total{outcome=\"timeout\"} 1\n"), "{text}");
+        assert_eq!(text.matches("# TYPE hearken_commands_total counter").count(), 1);
+    }
+}

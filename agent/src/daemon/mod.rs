@@ -1,0 +1,279 @@
+//! The daemon behind `hearken run`: capture → VAD → STT engine → intent
+//! engine → catalog validation → confirmation policy → MQTT publish →
+//! acknowledgement → audit record → event.
+//!
+//! # Layout
+//!
+//! - [`source`]: the audio thread (microphone, file, stdin) and the VAD;
+//!   utterances go out on a bounded channel; live audio drops and counts when it is full.
+//! - [`worker`]: STT, activation, intent and confirmations, one utterance at a time.
+//! - [`dispatch`]: publishes commands, waits for acknowledgements, completes the audit record.
+//! - [`supervisor`]: starts the engines, restarts them after crashes.
+//! - [`control`]: push-to-talk and confirmations over MQTT.
+//! - [`activation`]: wake phrase and spoken confirmation matching.
+//! - [`metrics`]: the Prometheus endpoint.
+//! - [`notify`]: systemd's READY / STATUS / WATCHDOG / STOPPING.
+//!
+//! Only the source hears the shutdown signal directly; the other stages
+//! drain what is already in their channels, within `shutdown.drain_timeout_ms`.
+
+pub mod activation;
+pub mod control;
+pub mod dispatch;
+pub mod metrics;
+pub mod notify;
+pub mod source;
+pub mod supervisor;
+pub mod worker;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use crate::audit::{AuditLog, AuditOptions, FsyncPolicy};
+use crate::catalog::Catalog;
+use crate::config::{Config, EngineConfig};
+use crate::models;
+use crate::mqtt::CommandLink;
+use crate::nlu::client::ChatClient;
+use crate::nlu::{Interpreter, InterpreterConfig};
+use supervisor::{EngineSpec, Supervisor};
+
+/// Errors that stop the daemon (everything per utterance is reported and audited instead).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The catalog is invalid.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    /// The audit log cannot be opened or written.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// The broker settings are unusable.
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttError),
+    /// An engine did not come up.
+    #[error("{engine} engine: {reason}")]
+    Engine {
+        /// `stt` or `intent`.
+        engine: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The audio input failed.
+    #[error("audio input: {0}")]
+    Source(String),
+    /// The audio file or stream cannot be decoded.
+    #[error(transparent)]
+    Audio(#[from] crate::audio::AudioError),
+    /// The microphone failed.
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
+    /// The VAD settings are invalid.
+    #[error(transparent)]
+    Vad(#[from] crate::vad::VadError),
+    /// The metrics endpoint cannot listen.
+    #[error("metrics endpoint {address}: {source}")]
+    Metrics {
+        /// The configured address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Where report lines (one JSON object per utterance or decision) go.
+pub type Reports = mpsc::Sender<Value>;
+
+/// How the run ended.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Whether draining finished within its deadline.
+    pub drained: bool,
+    /// Engine restarts (stt, intent).
+    pub restarts: (u64, u64),
+}
+
+/// Utterances the MQTT stage may hold before the worker waits.
+const DISPATCH_QUEUE: usize = 8;
+
+/// Runs the daemon until `shutdown` resolves or the audio source ends (a
+/// file), then drains. Report lines go to `reports`; the first is
+/// `{"daemon":"ready",…}`, sent once the engines are healthy.
+pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output = ()>) -> Result<Summary, DaemonError> {
+    let notifier = notify::Notifier::from_env();
+    let catalog = Arc::new(Catalog::load(&config.catalog)?);
+    let audit = Arc::new(AuditLog::open(&config.audit.path, audit_options(&config))?);
+    let metrics = Arc::new(metrics::Metrics::default());
+    if let Some(listen) = &config.metrics.listen {
+        let address: std::net::SocketAddr =
+            listen.parse().map_err(|_| DaemonError::Source(format!("metrics.listen '{listen}' is not host:port")))?;
+        let listener_check = std::net::TcpListener::bind(address)
+            .map_err(|source| DaemonError::Metrics { address: listen.clone(), source })?;
+        drop(listener_check);
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(address, metrics).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+    let broker = config.broker_options()?;
+    let link = CommandLink::start(&broker, catalog.clone())?;
+    let (control_tx, control_rx) = mpsc::channel(16);
+    control::start(&broker, &catalog.site, control_tx)?;
+
+    notifier.status("starting engines");
+    let stt = Arc::new(start_engine("stt", &config.stt, &config)?);
+    let intent = Arc::new(start_engine("intent", &config.intent, &config)?);
+    let startup = Duration::from_millis(config.engines.startup_timeout_ms);
+    let stt_endpoint = stt.wait_up(startup).await.ok_or(DaemonError::Engine {
+        engine: "stt",
+        reason: format!("not healthy within {} ms", config.engines.startup_timeout_ms),
+    })?;
+    let intent_endpoint = intent.wait_up(startup).await.ok_or(DaemonError::Engine {
+        engine: "intent",
+        reason: format!("not healthy within {} ms", config.engines.startup_timeout_ms),
+    })?;
+    let client = ChatClient::new(&intent_endpoint.url, intent_endpoint.token.clone(), "local", config.intent.timeout())
+        .map_err(|e| DaemonError::Engine { engine: "intent", reason: e.to_string() })?;
+    let interpreter = Arc::new(Interpreter::new((*catalog).clone(), client, InterpreterConfig::default()));
+    interpreter.warm_up().await.map_err(|e| DaemonError::Engine { engine: "intent", reason: e.to_string() })?;
+    let broker_connected = link.wait_connected(Duration::from_millis(config.broker.connect_timeout_ms)).await.is_ok();
+    if !broker_connected {
+        tracing::warn!(url = %config.broker.url, "broker not reachable yet; commands are not_sent until it is");
+    }
+    let mut start = Map::new();
+    start.insert("catalog".into(), json!(config.catalog));
+    start.insert("site".into(), json!(catalog.site));
+    start.insert("activation".into(), json!(config.activation.mode));
+    audit.append("daemon_start", start)?;
+
+    let (utterances_tx, utterances_rx) = mpsc::channel(config.audio.queue_utterances);
+    let stop_source = Arc::new(AtomicBool::new(false));
+    let source = source::spawn(config.audio.clone(), utterances_tx, stop_source.clone(), metrics.clone());
+    let (dispatch_tx, dispatch_rx) = mpsc::channel(DISPATCH_QUEUE);
+    let dispatcher =
+        tokio::spawn(dispatch::run(dispatch_rx, link.clone(), audit.clone(), metrics.clone(), reports.clone()));
+    let worker = worker::Worker {
+        config: config.clone(),
+        interpreter,
+        stt: stt.clone(),
+        intent: intent.clone(),
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+        reports: reports.clone(),
+        dispatch: dispatch_tx,
+        link: link.clone(),
+    };
+    let mut worker = tokio::spawn(worker.run(utterances_rx, control_rx));
+
+    let _ = reports
+        .send(json!({"daemon": "ready", "site": catalog.site, "stt": stt_endpoint.url, "intent": intent_endpoint.url,
+                     "stt_pid": stt.pid(), "intent_pid": intent.pid(), "broker_connected": broker_connected}))
+        .await;
+    notifier.ready(&format!("serving {} devices of site {}", catalog.devices.len(), catalog.site));
+
+    // The main loop: nothing here waits on inference, so the watchdog only
+    // goes quiet when the runtime itself is stuck.
+    let watchdog = notify::watchdog_interval();
+    let mut tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5)));
+    tokio::pin!(shutdown);
+    let worker_finished = loop {
+        tokio::select! {
+            () = &mut shutdown => break false,
+            _ = &mut worker => break true,
+            _ = tick.tick() => {
+                if watchdog.is_some() {
+                    notifier.watchdog();
+                }
+                metrics.set_restarts("stt", stt.restarts());
+                metrics.set_restarts("intent", intent.restarts());
+                let up = |s: &Supervisor| if s.endpoint().borrow().is_some() { "up" } else { "restarting" };
+                notifier.status(&format!("serving; stt {}, intent {}, broker {}", up(&stt), up(&intent),
+                    if link.is_connected() { "connected" } else { "disconnected" }));
+            }
+        }
+    };
+
+    // Drain: stop the source, let the worker finish what was heard and the
+    // dispatcher what was decided, then close the link and flush the audit log.
+    notifier.stopping();
+    stop_source.store(true, Ordering::Relaxed);
+    let deadline = Duration::from_millis(config.shutdown.drain_timeout_ms);
+    let drained = tokio::time::timeout(deadline, async {
+        if !worker_finished {
+            let _ = (&mut worker).await;
+        }
+        let _ = dispatcher.await;
+        link.shutdown().await;
+    })
+    .await
+    .is_ok();
+    if !drained {
+        worker.abort();
+        tracing::warn!("drain deadline passed; in-flight work abandoned");
+    }
+    let summary = Summary { drained, restarts: (stt.restarts(), intent.restarts()) };
+    let mut stop = Map::new();
+    stop.insert("drained".into(), json!(drained));
+    stop.insert("dropped_utterances".into(), json!(metrics.dropped_utterances.load(Ordering::Relaxed)));
+    audit.append("daemon_stop", stop)?;
+    audit.sync()?;
+    stt.stop().await;
+    intent.stop().await;
+    // A stdin reader blocked in read() cannot be interrupted: leave it to process exit.
+    if source.is_finished() {
+        if let Ok(Err(e)) = source.join() {
+            tracing::warn!(error = %e, "audio source ended with an error");
+        }
+    }
+    let _ = reports
+        .send(json!({"daemon": "stopped", "drained": drained, "restarts": {"stt": summary.restarts.0, "intent": summary.restarts.1},
+                     "dropped_utterances": metrics.dropped_utterances.load(Ordering::Relaxed)}))
+        .await;
+    Ok(summary)
+}
+
+fn audit_options(config: &Config) -> AuditOptions {
+    AuditOptions {
+        fsync: if config.audit.fsync_interval_ms == 0 {
+            FsyncPolicy::Always
+        } else {
+            FsyncPolicy::Interval(Duration::from_millis(config.audit.fsync_interval_ms))
+        },
+        max_bytes: Some(config.audit.max_bytes).filter(|b| *b > 0),
+    }
+}
+
+/// A supervisor for one engine: the configured server, or a local process.
+fn start_engine(name: &'static str, engine: &EngineConfig, config: &Config) -> Result<Supervisor, DaemonError> {
+    let (env, binary, default_model) = match name {
+        "stt" => ("HEARKEN_STT_TOKEN", "hearken-whisper", models::cache_dir().join(models::WHISPER_TINY_EN_GGML)),
+        _ => ("HEARKEN_LLM_TOKEN", "hearken-llama", models::smollm2_135m_path(&models::cache_dir())),
+    };
+    if let Some(url) = &engine.url {
+        let token = engine.token(&format!("{name}.token_file"), env)?;
+        return Ok(Supervisor::remote(name, url.clone(), token));
+    }
+    let model = engine.model.clone().unwrap_or(default_model);
+    if !model.exists() {
+        return Err(DaemonError::Engine {
+            engine: name,
+            reason: format!("{name}.model: no model at {}; run `hearken models fetch` or set it", model.display()),
+        });
+    }
+    let args = vec![
+        "--model".to_owned(),
+        model.display().to_string(),
+        "--threads".to_owned(),
+        engine.threads_or_all().to_string(),
+    ];
+    Ok(Supervisor::local(name, EngineSpec { binary, args }, config.engines.clone()))
+}

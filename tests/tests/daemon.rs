@@ -1,0 +1,522 @@
+//! `hearken run` end to end: a real Mosquitto, both real engines with the
+//! real models, the simulated devices of devices/home.toml, and recordings
+//! synthesized with espeak-ng. Each test runs the daemon binary and reads its
+//! JSON lines. The daemons run one at a time: two pairs of engines computing
+//! at once on a two-core box would turn timing into the thing under test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hearken::testbed::{free_port, Mosquitto};
+use hearken_tests::*;
+use serde_json::Value;
+
+/// One daemon (and its engines) at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A piece of a synthesized recording.
+enum Part<'a> {
+    Say(&'a str),
+    Silence(f64),
+}
+
+/// Builds a 16 kHz recording from spoken text and silences.
+fn recording(dir: &Path, name: &str, parts: &[Part]) -> PathBuf {
+    let mut files = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let file = match part {
+            Part::Say(text) => synthesize(dir, &format!("{name}-{i}.wav"), text),
+            Part::Silence(seconds) => {
+                let file = dir.join(format!("{name}-{i}.wav"));
+                let secs = format!("{seconds}");
+                run_tool(
+                    "sox",
+                    &["-n", "-r", "16000", "-c", "1", "-b", "16", file.to_str().unwrap(), "trim", "0", &secs],
+                );
+                file
+            }
+        };
+        files.push(file.to_str().unwrap().to_owned());
+    }
+    let out = dir.join(format!("{name}.wav"));
+    let mut args: Vec<&str> = files.iter().map(String::as_str).collect();
+    args.push(out.to_str().unwrap());
+    run_tool("sox", &args);
+    out
+}
+
+/// A daemon config for the home catalog; `extra` is appended (more sections).
+fn config(dir: &Path, broker: &str, audio: &str, extra: &str) -> PathBuf {
+    let catalog = repo_file("devices/home.toml");
+    let text = format!(
+        "catalog = {catalog:?}\n\n[broker]\nurl = \"{broker}\"\nconnect_timeout_ms = 3000\n\n[audio]\n{audio}\n\n\
+         [stt]\nthreads = 2\n\n[intent]\nthreads = 2\n\n[engines]\nrestart_backoff_min_ms = 200\nhealth_interval_ms = 500\n\n\
+         [audit]\npath = \"audit.log\"\nfsync_interval_ms = 0\n\n{extra}\n",
+        catalog = catalog.to_str().unwrap()
+    );
+    write_file(dir, "hearken.toml", &text)
+}
+
+/// A running `hearken run` and its JSON lines.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Daemon {
+    fn start(config: &Path, stdin: bool) -> Daemon {
+        whisper_model();
+        intent_model();
+        let mut child = Command::new(hearken_bin())
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start hearken run");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        Daemon { child, lines, seen: Vec::new() }
+    }
+
+    /// The next line that satisfies `want`, within `timeout`.
+    fn wait_for(&mut self, what: &str, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {what} within {timeout:?}; lines so far: {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn ready(&mut self) -> Value {
+        self.wait_for("ready line", Duration::from_secs(180), |l| l["daemon"] == "ready")
+    }
+
+    fn utterance(&mut self, id: u64) -> Value {
+        self.wait_for(&format!("utterance {id}"), Duration::from_secs(60), |l| {
+            // Confirmation decisions name their utterance too; they carry a decision.
+            l["utterance"] == id && l["decision"].is_null()
+        })
+    }
+
+    fn stopped(&mut self) -> Value {
+        self.wait_for("stopped line", Duration::from_secs(60), |l| l["daemon"] == "stopped")
+    }
+
+    fn exit_code(mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "the daemon did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `hearken simulate` for the home catalog: answers every command, and says
+/// how many it received when stopped.
+struct Devices(Child, mpsc::Receiver<Value>);
+
+impl Devices {
+    fn start(broker: &str) -> Devices {
+        let mut child = Command::new(hearken_bin())
+            .args(["simulate", "--broker", broker, "--catalog", repo_file("devices/home.toml").to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap());
+            }
+        });
+        let ready = rx.recv_timeout(Duration::from_secs(15)).expect("simulator not ready");
+        assert_eq!(ready["simulator"], "ready");
+        Devices(child, rx)
+    }
+
+    /// Stops the simulator and returns how many commands it received.
+    fn received(mut self) -> u64 {
+        signal(self.0.id(), "TERM");
+        let summary = self.1.recv_timeout(Duration::from_secs(10)).expect("no simulator summary");
+        let _ = self.0.wait();
+        summary["received"].as_u64().unwrap()
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    run_tool("kill", &[&format!("-{name}"), &pid.to_string()]);
+}
+
+fn acknowledged(line: &Value) -> Vec<(String, String, Value)> {
+    line["commands"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no commands in {line}"))
+        .iter()
+        .filter(|c| c["outcome"] == "acknowledged")
+        .map(|c| {
+            (c["device"].as_str().unwrap().to_owned(), c["action"].as_str().unwrap().to_owned(), c["value"].clone())
+        })
+        .collect()
+}
+
+fn cmd(device: &str, action: &str, value: Value) -> (String, String, Value) {
+    (device.to_owned(), action.to_owned(), value)
+}
+
+fn audit_records(dir: &Path) -> Vec<Value> {
+    let out = hearken(&["audit", "verify", dir.join("audit.log").to_str().unwrap()]);
+    assert!(out.status.success(), "audit log does not verify: {}", stdout(&out));
+    std::fs::read_to_string(dir.join("audit.log")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn the_bundled_recording_gives_the_acknowledged_commands_and_a_verifiable_audit_log() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let devices = Devices::start(&broker.url());
+    let recording = repo_file("devices/recordings/home-demo.wav");
+    let audio = format!("source = \"file\"\nfile = {:?}", recording.to_str().unwrap());
+    let mut daemon = Daemon::start(&config(dir.path(), &broker.url(), &audio, ""), false);
+    daemon.ready();
+
+    let first = daemon.utterance(1);
+    let mut got = acknowledged(&first);
+    got.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(got, vec![cmd("ceiling_fan", "turn_on", Value::Null), cmd("kitchen_light", "turn_on", Value::Null)]);
+    for stage in ["stt", "nlu", "mqtt", "end_to_ack", "total"] {
+        assert!(first["latency_ms"][stage].as_f64().is_some(), "no {stage} latency in {first}");
+    }
+    assert_eq!(acknowledged(&daemon.utterance(2)), vec![cmd("thermostat", "set_temperature", 21.into())]);
+    assert_eq!(acknowledged(&daemon.utterance(3)), vec![cmd("living_room_blinds", "close", Value::Null)]);
+    // "unlock the front door" waits; the spoken "confirm" sends it.
+    let unlock = daemon.utterance(4);
+    assert_eq!(unlock["commands"], serde_json::json!([]), "{unlock}");
+    assert_eq!(unlock["needs_confirmation"][0]["action"], "unlock");
+    let confirmed = daemon.wait_for("confirmation", Duration::from_secs(60), |l| l["decision"].is_string());
+    assert_eq!(confirmed["decision"], "confirmed", "{confirmed}");
+    assert_eq!(confirmed["by"], "voice");
+    assert_eq!(acknowledged(&confirmed), vec![cmd("front_door_lock", "unlock", Value::Null)]);
+    let question = daemon.utterance(6);
+    assert_eq!(question["commands"], serde_json::json!([]), "{question}");
+    let stopped = daemon.stopped();
+    assert_eq!(stopped["drained"], true);
+    assert_eq!(daemon.exit_code(), 0);
+    assert_eq!(devices.received(), 5, "exactly the five commands reach the devices");
+
+    let records = audit_records(dir.path());
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"daemon_start"));
+    assert_eq!(kinds.last(), Some(&"daemon_stop"));
+    assert_eq!(kinds.iter().filter(|k| **k == "outcome").count(), 5, "{kinds:?}");
+    let done = records.iter().find(|r| r["kind"] == "utterance_done").unwrap();
+    assert!(done["latency_ms"]["end_to_ack"].as_f64().is_some(), "{done}");
+    let first_utterance = records.iter().find(|r| r["kind"] == "utterance").unwrap();
+    assert!(first_utterance["latency_ms"]["stt"].as_f64().is_some(), "{first_utterance}");
+    assert_eq!(first_utterance["route"]["stt"]["where"], "local");
+    assert!(records.iter().any(|r| r["kind"] == "confirmation" && r["decision"] == "confirmed"));
+}
+
+#[test]
+fn a_confirmation_expires_unanswered_and_an_mqtt_confirmation_sends_the_next() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let devices = Devices::start(&broker.url());
+    let recording = recording(
+        dir.path(),
+        "unlock",
+        &[
+            Part::Silence(0.3),
+            Part::Say("unlock the front door"),
+            Part::Silence(4.0),
+            Part::Say("unlock the front door"),
+            Part::Silence(4.0),
+        ],
+    );
+    let audio = format!("source = \"file\"\nfile = {:?}\nrealtime = true", recording.to_str().unwrap());
+    let config = config(dir.path(), &broker.url(), &audio, "[confirmation]\nwindow_ms = 1500\n");
+    let mut daemon = Daemon::start(&config, false);
+    daemon.ready();
+
+    let expired = daemon.wait_for("expiry", Duration::from_secs(30), |l| l["decision"].is_string());
+    assert_eq!(expired["decision"], "expired", "{expired}");
+    assert_eq!(expired["confirmation"], 1);
+    assert_eq!(expired["commands"], serde_json::json!([]));
+
+    let second = daemon.utterance(2);
+    assert_eq!(second["confirmation"], 2, "{second}");
+    run_tool(
+        "mosquitto_pub",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port().to_string(),
+            "-t",
+            "hearken/home/confirm",
+            "-m",
+            r#"{"id": 2, "decision": "confirm"}"#,
+        ],
+    );
+    let confirmed = daemon.wait_for("confirmation", Duration::from_secs(10), |l| l["decision"].is_string());
+    assert_eq!(confirmed["decision"], "confirmed", "{confirmed}");
+    assert_eq!(confirmed["by"], "mqtt");
+    assert_eq!(acknowledged(&confirmed), vec![cmd("front_door_lock", "unlock", Value::Null)]);
+    daemon.stopped();
+    assert_eq!(daemon.exit_code(), 0);
+    assert_eq!(devices.received(), 1, "the expired unlock never reached the lock");
+    let records = audit_records(dir.path());
+    assert!(records.iter().any(|r| r["kind"] == "confirmation" && r["decision"] == "expired" && r["by"] == "timeout"));
+    assert!(records.iter().any(|r| r["kind"] == "confirmation" && r["decision"] == "confirmed" && r["by"] == "mqtt"));
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn killed_engines_are_restarted_and_the_next_utterance_works() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let devices = Devices::start(&broker.url());
+    let recording = recording(
+        dir.path(),
+        "restart",
+        &[
+            Part::Silence(0.3),
+            Part::Say("turn on the kitchen light"),
+            Part::Silence(6.0),
+            Part::Say("turn off the kitchen light"),
+            Part::Silence(3.0),
+        ],
+    );
+    let metrics_port = free_port().unwrap();
+    let audio = format!("source = \"file\"\nfile = {:?}\nrealtime = true", recording.to_str().unwrap());
+    let config =
+        config(dir.path(), &broker.url(), &audio, &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"));
+    let mut daemon = Daemon::start(&config, false);
+    let ready = daemon.ready();
+    assert_eq!(acknowledged(&daemon.utterance(1)), vec![cmd("kitchen_light", "turn_on", Value::Null)]);
+    // Both engines crash between two utterances.
+    signal(ready["stt_pid"].as_u64().unwrap() as u32, "KILL");
+    signal(ready["intent_pid"].as_u64().unwrap() as u32, "KILL");
+    assert_eq!(acknowledged(&daemon.utterance(2)), vec![cmd("kitchen_light", "turn_off", Value::Null)]);
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(metrics.contains("hearken_stage_latency_seconds_count{stage=\"stt\"} 2"), "{metrics}");
+    assert!(metrics.contains("hearken_commands_total{outcome=\"acknowledged\"} 2"), "{metrics}");
+    let stopped = daemon.stopped();
+    assert_eq!(stopped["restarts"]["stt"], 1, "{stopped}");
+    assert_eq!(stopped["restarts"]["intent"], 1, "{stopped}");
+    assert_eq!(daemon.exit_code(), 0);
+    assert_eq!(devices.received(), 2);
+}
+
+#[test]
+fn with_the_broker_down_a_command_is_not_sent_audited_and_never_replayed() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start().unwrap();
+    let devices = Devices::start(&broker.url());
+    let recording = recording(
+        dir.path(),
+        "down",
+        &[
+            Part::Silence(0.3),
+            Part::Say("turn on the kitchen light"),
+            Part::Silence(8.0),
+            Part::Say("turn off the kitchen light"),
+            Part::Silence(1.0),
+        ],
+    );
+    let audio = format!("source = \"file\"\nfile = {:?}\nrealtime = true", recording.to_str().unwrap());
+    let mut daemon = Daemon::start(&config(dir.path(), &broker.url(), &audio, ""), false);
+    daemon.ready();
+    broker.stop();
+    let first = daemon.utterance(1);
+    assert_eq!(first["commands"][0]["outcome"], "not_sent", "{first}");
+    broker.restart().unwrap();
+    let second = daemon.utterance(2);
+    assert_eq!(acknowledged(&second), vec![cmd("kitchen_light", "turn_off", Value::Null)], "{second}");
+    daemon.stopped();
+    assert_eq!(daemon.exit_code(), 0);
+    assert_eq!(devices.received(), 1, "the command that was not sent is never replayed");
+    let records = audit_records(dir.path());
+    assert!(records.iter().any(|r| r["kind"] == "outcome" && r["outcome"] == "not_sent" && r["action"] == "turn_on"));
+}
+
+#[test]
+fn sigterm_drains_what_was_heard_and_flushes_the_audit_log() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let devices = Devices::start(&broker.url());
+    let speech = synthesize(dir.path(), "light.wav", "turn on the kitchen light");
+    let samples = hearken::audio::read_wav(&speech).unwrap().samples;
+    let mut pcm: Vec<u8> = Vec::new();
+    for s in samples.iter().chain(std::iter::repeat_n(&0.0, 16 * 800)) {
+        pcm.extend_from_slice(&((s * 32767.0) as i16).to_le_bytes());
+    }
+    let mut daemon = Daemon::start(&config(dir.path(), &broker.url(), "source = \"stdin\"", ""), true);
+    daemon.ready();
+    let mut stdin = daemon.child.stdin.take().unwrap();
+    stdin.write_all(&pcm).unwrap();
+    stdin.flush().unwrap();
+    // The utterance is heard (trailing silence included) but not yet handled: stop now.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(daemon.child.id(), "TERM");
+    let line = daemon.utterance(1);
+    assert_eq!(acknowledged(&line), vec![cmd("kitchen_light", "turn_on", Value::Null)], "{line}");
+    let stopped = daemon.stopped();
+    assert_eq!(stopped["drained"], true);
+    drop(stdin);
+    assert_eq!(daemon.exit_code(), 0);
+    assert_eq!(devices.received(), 1);
+    let records = audit_records(dir.path());
+    assert_eq!(records.last().unwrap()["kind"], "daemon_stop");
+    assert!(records.iter().any(|r| r["kind"] == "outcome" && r["outcome"] == "acknowledged"));
+}
+
+#[test]
+fn malformed_configs_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = repo_file("devices/home.toml");
+    let base = format!("catalog = {:?}\n", catalog.to_str().unwrap());
+    let cases = [
+        ("[audio]\nend_silense_ms = 300\n", "end_silense_ms"),
+        ("[audio]\nsource = \"file\"\n", "audio.file"),
+        ("[broker]\nurl = \"localhost\"\n", "broker.url"),
+        ("[activation]\nmode = \"clap\"\n", "clap"),
+        ("[confirmation]\nwindow_ms = \"ten\"\n", "window_ms"),
+        ("[metrics]\nlisten = \"everywhere\"\n", "metrics.listen"),
+    ];
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let path = write_file(dir.path(), &format!("bad{i}.toml"), &format!("{base}{text}"));
+        for args in [vec!["config", "check", path.to_str().unwrap()], vec!["run", "--config", path.to_str().unwrap()]] {
+            let out = hearken(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains(field), "{args:?} should name {field}: {}", stderr(&out));
+        }
+    }
+    // A catalog that does not exist is named too.
+    let path = write_file(dir.path(), "nocatalog.toml", "catalog = \"missing.toml\"\n");
+    let out = hearken(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
+    // The default config, pointed at a real catalog, passes.
+    let default = stdout(&hearken(&["config", "default"]));
+    let text = default.replace("catalog = \"/etc/hearken/catalog.toml\"", &base);
+    let path = write_file(dir.path(), "default.toml", &text);
+    let out = hearken(&["config", "check", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&out)).unwrap()["ok"], true);
+}
+
+#[test]
+fn process_prints_one_line_per_utterance_without_mqtt_and_names_bad_files() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    whisper_model();
+    intent_model();
+    let corrupt = write_file(dir.path(), "corrupt.wav", "RIFF....WAVEfmt nonsense");
+    let recording = repo_file("devices/recordings/home-demo.wav");
+    let out = hearken(&[
+        "process",
+        "--catalog",
+        repo_file("devices/home.toml").to_str().unwrap(),
+        "--threads",
+        "2",
+        recording.to_str().unwrap(),
+        corrupt.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a bad file makes the exit status 1: {}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 7, "six utterances and one error: {lines:#?}");
+    assert_eq!(lines[0]["commands"].as_array().unwrap().len(), 2, "{}", lines[0]);
+    assert_eq!(lines[3]["needs_confirmation"][0]["device"], "front_door_lock");
+    for line in &lines[..6] {
+        for stage in ["vad", "stt", "nlu", "total"] {
+            assert!(line["latency_ms"][stage].as_f64().is_some(), "{line}");
+        }
+        assert!(line["end_ms"].as_u64() > line["start_ms"].as_u64());
+    }
+    assert!(lines[6]["error"].as_str().unwrap().contains("corrupt.wav"), "{}", lines[6]);
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_its_exposure_is_at_most_2() {
+    // verify checks that ExecStart's binary exists: point it at this build.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(repo_file("systemd/hearken.service")).unwrap();
+    let unit = unit.replace("/usr/bin/hearken", hearken_bin().to_str().unwrap());
+    let path = write_file(dir.path(), "hearken.service", &unit);
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", path.to_str().unwrap()])
+        .output()
+        .expect("systemd-analyze is missing (scripts/setup.sh installs systemd)");
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let security =
+        Command::new("systemd-analyze").args(["security", "--offline=true", path.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&security.stdout);
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for hearken.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {text}"));
+    assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{text}");
+    for directive in [
+        "Type=notify",
+        "WatchdogSec=",
+        "ExecStartPre=",
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "DevicePolicy=closed",
+    ] {
+        assert!(unit.contains(directive), "the unit lacks {directive}");
+    }
+}
