@@ -38,3 +38,45 @@ pub fn late_ack_event(site: &str, command: &Command, late: &LateAck, audit_seq: 
         "audit_seq": audit_seq,
     })
 }
+
+/// Commands that wait for a confirmation: how to confirm, and until when.
+pub fn confirmation_needed_event(site: &str, id: u64, commands: &[Command], window_ms: u64, audit_seq: Option<u64>) -> Value {
+    json!({
+        "type": "confirmation_needed",
+        "site": site,
+        "ts": crate::now_rfc3339(),
+        "confirmation": id,
+        "commands": commands,
+        "expires_in_ms": window_ms,
+        "confirm_topic": format!("hearken/{site}/confirm"),
+        "audit_seq": audit_seq,
+    })
+}
+
+/// What became of a confirmation (`confirmed`, `cancelled`, `expired`,
+/// `superseded`) and who decided (`voice`, `mqtt`, `timeout`, …).
+pub fn confirmation_event(site: &str, id: u64, decision: &str, by: &str, audit_seq: Option<u64>) -> Value {
+    json!({
+        "type": "confirmation",
+        "site": site,
+        "ts": crate::now_rfc3339(),
+        "confirmation": id,
+        "decision": decision,
+        "by": by,
+        "audit_seq": audit_seq,
+    })
+}
+
+/// An utterance the daemon could not handle (an engine down, a refused
+/// model reply): reported, never silently lost.
+pub fn not_handled_event(site: &str, utterance: u64, stage: &str, error: &str, audit_seq: Option<u64>) -> Value {
+    json!({
+        "type": "utterance_not_handled",
+        "site": site,
+        "ts": crate::now_rfc3339(),
+        "utterance": utterance,
+        "stage": stage,
+        "error": error,
+        "audit_seq": audit_seq,
+    })
+}

@@ -202,10 +202,21 @@ fn cmd(device: &str, action: &str, value: Value) -> (String, String, Value) {
     (device.to_owned(), action.to_owned(), value)
 }
 
+/// The audit log's records, after checking that it verifies and that every
+/// record matches schemas/audit-record.schema.json.
 fn audit_records(dir: &Path) -> Vec<Value> {
     let out = hearken(&["audit", "verify", dir.join("audit.log").to_str().unwrap()]);
     assert!(out.status.success(), "audit log does not verify: {}", stdout(&out));
-    std::fs::read_to_string(dir.join("audit.log")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_file("schemas/audit-record.schema.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let records: Vec<Value> =
+        std::fs::read_to_string(dir.join("audit.log")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for record in &records {
+        let errors: Vec<String> = validator.iter_errors(record).map(|e| format!("{e} at {}", e.instance_path)).collect();
+        assert!(errors.is_empty(), "{record}\n{errors:?}");
+    }
+    records
 }
 
 #[test]

@@ -143,4 +143,9 @@ fn events_match_the_event_schema() {
     assert_valid(&validator, &events::outcome_event("home", &command, &delivery, Some(3)));
     let late = LateAck { command_id: 7, latency: Duration::from_millis(350) };
     assert_valid(&validator, &events::late_ack_event("home", &command, &late, None));
+    let unlock = Command { device: "front_door_lock".into(), action: "unlock".into(), value: None };
+    assert_valid(&validator, &events::confirmation_needed_event("home", 1, &[unlock], 10_000, Some(4)));
+    assert_valid(&validator, &events::confirmation_event("home", 1, "expired", "timeout", Some(5)));
+    assert_valid(&validator, &events::not_handled_event("home", 3, "stt", "speech engine down", None));
+    assert!(!validator.is_valid(&json!({"type": "confirmation", "site": "home", "ts": "2026-01-01T00:00:00Z"})));
 }

@@ -172,6 +172,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 struct E2eCase {
     text: String,
     commands: Vec<Command>,
+    /// Sets that span catalogs (the intent dev set) say which one a case is for.
+    catalog: Option<PathBuf>,
 }
 
 /// Synthesizes each set into one stream, runs the daemon over it and reports
@@ -181,18 +183,28 @@ pub async fn bench_e2e(args: BenchE2eArgs) -> anyhow::Result<ExitCode> {
     let stage = Stage::start(&args.catalog, None).await?;
     for set in &args.sets {
         let text = std::fs::read_to_string(set).with_context(|| format!("cannot read {}", set.display()))?;
-        let cases: Vec<E2eCase> = text
+        let all: Vec<E2eCase> = text
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(serde_json::from_str)
             .collect::<Result<_, _>>()
             .with_context(|| format!("{}: not JSON lines of {{text, commands}}", set.display()))?;
+        // Only this catalog's cases, and none that wait for a confirmation nobody gives.
+        let catalog = Catalog::load(&args.catalog)?;
+        let needs_confirmation = |c: &Command| catalog.device(&c.device).is_some_and(|d| d.confirm.contains(&c.action));
+        let total = all.len();
+        let cases: Vec<E2eCase> = all
+            .into_iter()
+            .filter(|case| case.catalog.as_ref().is_none_or(|c| c == &args.catalog))
+            .filter(|case| !case.commands.iter().any(needs_confirmation))
+            .collect();
         let scratch = tempfile::tempdir()?;
         let (recording, spans) = synthesize(&cases, scratch.path(), args.gap_ms)?;
         let lines = stage.run(&args.catalog, &recording, &scratch.path().join("audit.log"), false).await?;
         let report = score(&cases, &spans, &lines, args.all_cases);
         let mut report = report;
         report["set"] = json!(set);
+        report["skipped"] = json!(total - cases.len());
         println!("{report}");
     }
     stage.simulator.stop().await;

@@ -171,6 +171,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         reports: reports.clone(),
         dispatch: dispatch_tx,
         link: link.clone(),
+        stt_prompt: config.stt.prompt_from_catalog.then(|| worker::catalog_prompt(&catalog)),
     };
     let mut worker = tokio::spawn(worker.run(utterances_rx, control_rx));
 

@@ -21,7 +21,7 @@ use super::Reports;
 use crate::audit::AuditLog;
 use crate::command::Command;
 use crate::config::{ActivationMode, Config};
-use crate::millis;
+use crate::{events, millis};
 use crate::nlu::client::ChatClient;
 use crate::nlu::{Interpreter, NluError};
 use crate::stt::SttClient;
@@ -55,6 +55,34 @@ pub struct Worker {
     pub dispatch: mpsc::Sender<Dispatch>,
     /// Events go out through the MQTT link.
     pub link: crate::mqtt::CommandLink,
+    /// The recognizer's initial prompt: the catalog's names, so it hears "porch light", not "boat light".
+    pub stt_prompt: Option<String>,
+}
+
+/// The speech engine's initial prompt for a catalog: device names and
+/// aliases, as a sentence (whisper reads the prompt as preceding text).
+/// Capped so that large catalogs stay well inside whisper's prompt window.
+pub fn catalog_prompt(catalog: &crate::catalog::Catalog) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for device in &catalog.devices {
+        for name in std::iter::once(&device.name).chain(&device.aliases) {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let mut prompt = String::new();
+    for name in names {
+        if prompt.len() + name.len() > 400 {
+            break;
+        }
+        if !prompt.is_empty() {
+            prompt.push_str(", ");
+        }
+        prompt.push_str(name);
+    }
+    prompt.push('.');
+    prompt
 }
 
 struct State {
@@ -161,7 +189,10 @@ impl Worker {
         // Speech to text.
         let transcript = match self.stt_client(state).await {
             None => Err("speech engine down (restarting)".to_owned()),
-            Some(client) => client.transcribe(&heard.segment.samples, None).await.map_err(|e| e.to_string()),
+            Some(client) => {
+                let prompt = self.stt_prompt.as_deref();
+                client.transcribe(&heard.segment.samples, prompt).await.map_err(|e| e.to_string())
+            }
         };
         let transcript = match transcript {
             Ok(t) => t,
@@ -306,11 +337,8 @@ impl Worker {
             tracing::error!(error = %e, "cannot write the audit log");
         }
         let site = &self.link.catalog().site;
-        let event = json!({
-            "type": "confirmation_needed", "site": site, "ts": crate::now_rfc3339(), "confirmation": id,
-            "commands": commands, "expires_in_ms": self.config.confirmation.window_ms,
-            "confirm_topic": super::control::confirm_topic(site), "audit_seq": audit_ref,
-        });
+        let event =
+            events::confirmation_needed_event(site, id, &commands, self.config.confirmation.window_ms, audit_ref);
         let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
         state.pending = Some(Pending {
             id,
@@ -344,8 +372,7 @@ impl Worker {
         };
         self.metrics.count("confirmations", decision);
         let site = &self.link.catalog().site;
-        let event = json!({"type": "confirmation", "site": site, "ts": crate::now_rfc3339(),
-                           "confirmation": pending.id, "decision": decision, "by": by});
+        let event = events::confirmation_event(site, pending.id, decision, by, audit_ref);
         let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
         let mut report = Map::new();
         report.insert("confirmation".into(), json!(pending.id));
@@ -411,8 +438,7 @@ impl Worker {
         report.insert("audit_seq".into(), json!(seq));
         self.metrics.count("utterances", "not_handled");
         let site = &self.link.catalog().site;
-        let event = json!({"type": "utterance_not_handled", "site": site, "ts": crate::now_rfc3339(),
-                           "utterance": heard.id, "stage": stage, "error": error, "audit_seq": seq});
+        let event = events::not_handled_event(site, heard.id, stage, error, seq);
         let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
         let _ = self.reports.send(Value::Object(report)).await;
     }

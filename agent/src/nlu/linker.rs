@@ -47,7 +47,8 @@ const MIN_SIMILARITY: f64 = 0.72;
 /// Words that never start or end a device mention on their own.
 const GLUE: &[&str] = &[
     "the", "a", "an", "my", "to", "and", "on", "off", "of", "in", "at", "for", "it", "is", "up", "down", "set", "turn",
-    "switch", "with", "all", "some", "this", "that", "please", "then", "also",
+    "switch", "with", "all", "some", "this", "that", "please", "then", "also", "setting", "sets", "turning", "turns",
+    "switching", "switches",
 ];
 
 /// Matches transcripts against one catalog's names; built once per catalog.

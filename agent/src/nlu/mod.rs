@@ -74,7 +74,7 @@ pub struct Interpretation {
     pub commands: Vec<Command>,
     /// The commands that wait for confirmation (a subset of `commands`).
     pub needs_confirmation: Vec<Command>,
-    /// Why there is no command, when there is none: `question`, `no_device`, `model`.
+    /// Why there is no command, when there is none: `empty`, `question`, `no_device`, `ambiguous`, `no_action`, `model`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_command_reason: Option<&'static str>,
     /// Transcript in → commands out.
@@ -304,10 +304,14 @@ impl Interpreter {
         mentions.sort_by_key(|m| m.start);
         let named_any = !mentions.is_empty();
         if !named_any {
-            // "skip to the next track": the device is the one with that action.
+            // "skip to the next track": the device is the one with that action. When
+            // several have it ("set the volume to 30"), guessing would actuate the wrong one.
             let devices = self.devices_by_action_words(&words);
             if devices.is_empty() {
                 return Plan::NoCommand("no_device");
+            }
+            if devices.len() > 1 {
+                return Plan::NoCommand("ambiguous");
             }
             mentions = devices
                 .into_iter()
@@ -624,5 +628,16 @@ mod tests {
     #[test]
     fn other_means_no_command() {
         assert!(parse_reply(&home(), r#"{"intent":"other","commands":[]}"#).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_action_word_that_several_devices_share_names_none_of_them() {
+        // Heard from "set the tv volume to thirty": commanding the tv and the speaker
+        // (or the thermostat, which "setting" once sounded like) would be a guess.
+        let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
+        let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
+        assert!(matches!(interpreter.plan("setting the volume to 30"), Plan::NoCommand("ambiguous")));
+        let Plan::Ask(asked) = interpreter.plan("skip to the next track") else { panic!("no plan") };
+        assert_eq!(asked.settled[0].device, "kitchen_speaker");
     }
 }
