@@ -6,6 +6,25 @@ use serde_json::{json, Value};
 use crate::command::Command;
 use crate::mqtt::{Delivery, LateAck};
 
+/// The outcome of one command as the CLI and the daemon print it (and audit
+/// it): device, action, value, outcome, latency, state, whether the broker
+/// took it, and the reason when there is one.
+pub fn outcome_line(command: &Command, delivery: &Delivery) -> Value {
+    let mut line = json!({
+        "device": command.device,
+        "action": command.action,
+        "value": command.value,
+        "outcome": delivery.outcome.as_str(),
+        "latency_ms": crate::millis(delivery.latency),
+        "state": delivery.state,
+        "broker_accepted": delivery.broker_accepted,
+    });
+    if let Some(reason) = &delivery.reason {
+        line["reason"] = json!(reason);
+    }
+    line
+}
+
 /// The outcome of one command, as published on the events topic.
 pub fn outcome_event(site: &str, command: &Command, delivery: &Delivery, audit_seq: Option<u64>) -> Value {
     json!({
@@ -40,7 +59,13 @@ pub fn late_ack_event(site: &str, command: &Command, late: &LateAck, audit_seq: 
 }
 
 /// Commands that wait for a confirmation: how to confirm, and until when.
-pub fn confirmation_needed_event(site: &str, id: u64, commands: &[Command], window_ms: u64, audit_seq: Option<u64>) -> Value {
+pub fn confirmation_needed_event(
+    site: &str,
+    id: u64,
+    commands: &[Command],
+    window_ms: u64,
+    audit_seq: Option<u64>,
+) -> Value {
     json!({
         "type": "confirmation_needed",
         "site": site,

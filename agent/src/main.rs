@@ -608,18 +608,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let event = events::outcome_event(&catalog.site, &command, &delivery, audit_seq);
     let _ = link.publish_event(events_topic.clone(), event.to_string().into_bytes()).await;
 
-    let mut output = json!({
-        "device": command.device,
-        "action": command.action,
-        "value": command.value,
-        "outcome": delivery.outcome.as_str(),
-        "latency_ms": millis(delivery.latency),
-        "state": delivery.state,
-        "broker_accepted": delivery.broker_accepted,
-    });
-    if let Some(reason) = &delivery.reason {
-        output["reason"] = json!(reason);
-    }
+    let mut output = events::outcome_line(&command, &delivery);
     if matches!(delivery.outcome, Outcome::Timeout | Outcome::Accepted) && args.late_grace_ms > 0 {
         let grace = Duration::from_millis(args.late_grace_ms);
         let late = tokio::time::timeout(grace, async {

@@ -55,6 +55,19 @@ fn recording(dir: &Path, name: &str, parts: &[Part]) -> PathBuf {
     out
 }
 
+/// A scratch directory, a private broker and the simulated home devices.
+fn rig() -> (tempfile::TempDir, Mosquitto, Devices) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let devices = Devices::start(&broker.url());
+    (dir, broker, devices)
+}
+
+/// The `[audio]` lines for a file source.
+fn file_source(recording: &Path, realtime: bool) -> String {
+    format!("source = \"file\"\nfile = {:?}\nrealtime = {realtime}", recording.to_str().unwrap())
+}
+
 /// A daemon config for the home catalog; `extra` is appended (more sections).
 fn config(dir: &Path, broker: &str, audio: &str, extra: &str) -> PathBuf {
     let catalog = repo_file("devices/home.toml");
@@ -210,10 +223,14 @@ fn audit_records(dir: &Path) -> Vec<Value> {
     let schema: Value =
         serde_json::from_str(&std::fs::read_to_string(repo_file("schemas/audit-record.schema.json")).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let records: Vec<Value> =
-        std::fs::read_to_string(dir.join("audit.log")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<Value> = std::fs::read_to_string(dir.join("audit.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     for record in &records {
-        let errors: Vec<String> = validator.iter_errors(record).map(|e| format!("{e} at {}", e.instance_path)).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(record).map(|e| format!("{e} at {}", e.instance_path)).collect();
         assert!(errors.is_empty(), "{record}\n{errors:?}");
     }
     records
@@ -222,11 +239,9 @@ fn audit_records(dir: &Path) -> Vec<Value> {
 #[test]
 fn the_bundled_recording_gives_the_acknowledged_commands_and_a_verifiable_audit_log() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let devices = Devices::start(&broker.url());
+    let (dir, broker, devices) = rig();
     let recording = repo_file("devices/recordings/home-demo.wav");
-    let audio = format!("source = \"file\"\nfile = {:?}", recording.to_str().unwrap());
+    let audio = file_source(&recording, false);
     let mut daemon = Daemon::start(&config(dir.path(), &broker.url(), &audio, ""), false);
     daemon.ready();
 
@@ -270,9 +285,7 @@ fn the_bundled_recording_gives_the_acknowledged_commands_and_a_verifiable_audit_
 #[test]
 fn a_confirmation_expires_unanswered_and_an_mqtt_confirmation_sends_the_next() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let devices = Devices::start(&broker.url());
+    let (dir, broker, devices) = rig();
     let recording = recording(
         dir.path(),
         "unlock",
@@ -284,7 +297,7 @@ fn a_confirmation_expires_unanswered_and_an_mqtt_confirmation_sends_the_next() {
             Part::Silence(4.0),
         ],
     );
-    let audio = format!("source = \"file\"\nfile = {:?}\nrealtime = true", recording.to_str().unwrap());
+    let audio = file_source(&recording, true);
     let config = config(dir.path(), &broker.url(), &audio, "[confirmation]\nwindow_ms = 1500\n");
     let mut daemon = Daemon::start(&config, false);
     daemon.ready();
@@ -332,9 +345,7 @@ fn http_get(port: u16, path: &str) -> String {
 #[test]
 fn killed_engines_are_restarted_and_the_next_utterance_works() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let devices = Devices::start(&broker.url());
+    let (dir, broker, devices) = rig();
     let recording = recording(
         dir.path(),
         "restart",
@@ -347,7 +358,7 @@ fn killed_engines_are_restarted_and_the_next_utterance_works() {
         ],
     );
     let metrics_port = free_port().unwrap();
-    let audio = format!("source = \"file\"\nfile = {:?}\nrealtime = true", recording.to_str().unwrap());
+    let audio = file_source(&recording, true);
     let config =
         config(dir.path(), &broker.url(), &audio, &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"));
     let mut daemon = Daemon::start(&config, false);
@@ -370,9 +381,7 @@ fn killed_engines_are_restarted_and_the_next_utterance_works() {
 #[test]
 fn with_the_broker_down_a_command_is_not_sent_audited_and_never_replayed() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let mut broker = Mosquitto::start().unwrap();
-    let devices = Devices::start(&broker.url());
+    let (dir, mut broker, devices) = rig();
     let recording = recording(
         dir.path(),
         "down",
@@ -384,7 +393,7 @@ fn with_the_broker_down_a_command_is_not_sent_audited_and_never_replayed() {
             Part::Silence(1.0),
         ],
     );
-    let audio = format!("source = \"file\"\nfile = {:?}\nrealtime = true", recording.to_str().unwrap());
+    let audio = file_source(&recording, true);
     let mut daemon = Daemon::start(&config(dir.path(), &broker.url(), &audio, ""), false);
     daemon.ready();
     broker.stop();
@@ -403,9 +412,7 @@ fn with_the_broker_down_a_command_is_not_sent_audited_and_never_replayed() {
 #[test]
 fn sigterm_drains_what_was_heard_and_flushes_the_audit_log() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let devices = Devices::start(&broker.url());
+    let (dir, broker, devices) = rig();
     let speech = synthesize(dir.path(), "light.wav", "turn on the kitchen light");
     let samples = hearken::audio::read_wav(&speech).unwrap().samples;
     let mut pcm: Vec<u8> = Vec::new();
@@ -530,4 +537,68 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_2() {
     ] {
         assert!(unit.contains(directive), "the unit lacks {directive}");
     }
+}
+
+#[test]
+fn push_to_talk_and_wake_phrase_decide_which_utterances_are_commands() {
+    let _serial = serial();
+    let (dir, broker, devices) = rig();
+    let recording = recording(
+        dir.path(),
+        "ptt",
+        &[
+            Part::Silence(0.3),
+            Part::Say("turn on the kitchen light"),
+            Part::Silence(3.0),
+            Part::Say("turn off the kitchen light"),
+            Part::Silence(1.0),
+        ],
+    );
+    // Push-to-talk: the first command is not for hearken, the one after the trigger is.
+    let audio = file_source(&recording, true);
+    let config = config(dir.path(), &broker.url(), &audio, "[activation]\nmode = \"mqtt\"\n");
+    let mut daemon = Daemon::start(&config, false);
+    daemon.ready();
+    let first = daemon.utterance(1);
+    assert_eq!(first["activated"], false, "{first}");
+    assert_eq!(first["commands"], serde_json::json!(null), "{first}");
+    run_tool(
+        "mosquitto_pub",
+        &["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-t", "hearken/home/listen", "-m", "1"],
+    );
+    let second = daemon.utterance(2);
+    assert_eq!(acknowledged(&second), vec![cmd("kitchen_light", "turn_off", Value::Null)], "{second}");
+    daemon.stopped();
+    assert_eq!(daemon.exit_code(), 0);
+    let records = audit_records(dir.path());
+    let ignored = records.iter().find(|r| r["kind"] == "utterance" && r["activated"] == false).unwrap();
+    assert!(ignored.get("text").is_none(), "speech not meant for hearken is audited without its words: {ignored}");
+
+    // Wake phrase: only "hey hearken, …" is a command.
+    let recording = recording_with_wake(dir.path());
+    let audio = file_source(&recording, false);
+    std::fs::remove_file(dir.path().join("audit.log")).unwrap();
+    let config = self::config(dir.path(), &broker.url(), &audio, "[activation]\nmode = \"wake_phrase\"\n");
+    let mut daemon = Daemon::start(&config, false);
+    daemon.ready();
+    assert_eq!(daemon.utterance(1)["activated"], false);
+    let woken = daemon.utterance(2);
+    assert_eq!(acknowledged(&woken), vec![cmd("porch_light", "turn_on", Value::Null)], "{woken}");
+    daemon.stopped();
+    assert_eq!(daemon.exit_code(), 0);
+    assert_eq!(devices.received(), 2);
+}
+
+fn recording_with_wake(dir: &Path) -> PathBuf {
+    recording(
+        dir,
+        "wake",
+        &[
+            Part::Silence(0.3),
+            Part::Say("turn off the porch light"),
+            Part::Silence(1.0),
+            Part::Say("hey hearken, turn on the porch light"),
+            Part::Silence(1.0),
+        ],
+    )
 }

@@ -92,18 +92,7 @@ async fn dispatch_one(dispatch: Dispatch, link: &CommandLink, audit: &AuditLog, 
             last_ack = Some(last_ack.map_or(at, |l| l.max(at)));
         }
         metrics.count("commands", delivery.outcome.as_str());
-        let mut outcome = json!({
-            "device": command.device,
-            "action": command.action,
-            "value": command.value,
-            "outcome": delivery.outcome.as_str(),
-            "latency_ms": millis(delivery.latency),
-            "state": delivery.state,
-            "broker_accepted": delivery.broker_accepted,
-        });
-        if let Some(reason) = &delivery.reason {
-            outcome["reason"] = json!(reason);
-        }
+        let outcome = events::outcome_line(command, &delivery);
         let mut body = outcome.as_object().cloned().unwrap_or_default();
         body.insert("ref".into(), json!(audit_ref));
         if let Err(e) = audit.append("outcome", body) {

@@ -81,6 +81,7 @@ impl Metrics {
             let (label_name, help) = match *name {
                 "utterances" => ("outcome", "Utterances by what became of them."),
                 "commands" => ("outcome", "Commands by outcome."),
+                "confirmations" => ("decision", "Confirmation decisions."),
                 _ => ("kind", "Events."),
             };
             if *name != last {

@@ -21,10 +21,10 @@ use super::Reports;
 use crate::audit::AuditLog;
 use crate::command::Command;
 use crate::config::{ActivationMode, Config};
-use crate::{events, millis};
 use crate::nlu::client::ChatClient;
 use crate::nlu::{Interpreter, NluError};
 use crate::stt::SttClient;
+use crate::{events, millis};
 
 /// Commands waiting for a confirmation.
 struct Pending {

@@ -236,8 +236,8 @@ impl Interpreter {
             Plan::Ask(plan) => plan,
         };
         let mut commands = plan.settled;
-        if !plan.unsettled.is_empty() {
-            let candidates: Vec<&Device> = plan.unsettled.iter().map(|&i| &self.catalog.devices[i]).collect();
+        if !plan.narrowed.is_empty() {
+            let candidates: Vec<&Device> = plan.narrowed.iter().collect();
             let schema =
                 crate::schema::utterance_schema(&candidates, &plan.numbers, candidates.len().min(MAX_COMMANDS));
             let messages = prompt::messages(&self.catalog, &plan.request);
@@ -325,6 +325,8 @@ impl Interpreter {
         let protected: Vec<(usize, usize)> = mentions.iter().map(|m| (m.start, m.end)).collect();
         let mut settled: Vec<Command> = Vec::new();
         let mut unsettled: Vec<usize> = Vec::new();
+        // Per unsettled device, the actions its clause's words rule out ("off" is never play).
+        let mut ruled_out: Vec<&'static [&'static str]> = Vec::new();
         let mut order: Vec<usize> = Vec::new();
         let mut previous_cue: Vec<String> = Vec::new();
         let clauses = if named_any { resolve::clauses(&words, &protected) } else { vec![(0, words.len())] };
@@ -393,6 +395,7 @@ impl Interpreter {
                         && !settled.iter().any(|c| c.device == self.catalog.devices[device].id)
                     {
                         unsettled.push(device);
+                        ruled_out.push(resolve::ruled_out(&cue));
                     }
                 }
             }
@@ -401,9 +404,25 @@ impl Interpreter {
             return Plan::NoCommand("no_action");
         }
         if !self.config.settle_by_words {
-            unsettled
-                .extend(settled.drain(..).filter_map(|c| self.catalog.devices.iter().position(|d| d.id == c.device)));
-            unsettled.dedup();
+            for device in settled.drain(..).filter_map(|c| self.catalog.devices.iter().position(|d| d.id == c.device)) {
+                if !unsettled.contains(&device) {
+                    unsettled.push(device);
+                    ruled_out.push(&[]);
+                }
+            }
+        }
+        // What the model may choose from: each unsettled device with the actions its words allow.
+        let narrowed: Vec<Device> = unsettled
+            .iter()
+            .zip(&ruled_out)
+            .filter_map(|(&i, out)| {
+                let mut device = self.catalog.devices[i].clone();
+                device.actions.retain(|a| !out.contains(&a.as_str()));
+                (!device.actions.is_empty()).then_some(device)
+            })
+            .collect();
+        if settled.is_empty() && narrowed.is_empty() {
+            return Plan::NoCommand("no_action");
         }
         // Write matched names as the catalog spells them: the model reads "conveyor two", not "can may or do".
         let mut request = Vec::new();
@@ -425,7 +444,7 @@ impl Interpreter {
             }
         }
         let numbers: Vec<i64> = words.iter().filter_map(|w| w.parse::<i64>().ok()).collect();
-        Plan::Ask(Asked { settled, unsettled, order, request: request.join(" "), numbers })
+        Plan::Ask(Asked { settled, narrowed, order, request: request.join(" "), numbers })
     }
 
     /// "All the lights", "every conveyor", "both pumps": with one of those
@@ -543,7 +562,8 @@ enum Plan {
 /// What the words settled and what is left for the model.
 struct Asked {
     settled: Vec<Command>,
-    unsettled: Vec<usize>,
+    /// The unsettled devices with only the actions their words allow: what the schema offers.
+    narrowed: Vec<Device>,
     /// Devices in the order they were named.
     order: Vec<usize>,
     request: String,
@@ -622,7 +642,7 @@ mod tests {
         let devices: Vec<&str> = asked.settled.iter().map(|c| c.device.as_str()).collect();
         assert_eq!(devices, ["kitchen_light", "bedroom_light", "porch_light"]);
         assert!(asked.settled.iter().all(|c| c.action == "turn_off"));
-        assert!(asked.unsettled.is_empty());
+        assert!(asked.narrowed.is_empty());
     }
 
     #[test]

@@ -91,6 +91,30 @@ pub fn has_own_cue(words: &[String]) -> bool {
     })
 }
 
+/// Actions that mean "start, open, on".
+const ON_ACTIONS: &[&str] = &["turn_on", "start", "play", "open", "unlock", "unmute", "resume"];
+/// Actions that mean "stop, close, off".
+const OFF_ACTIONS: &[&str] = &["turn_off", "stop", "pause", "close", "lock", "mute"];
+
+/// The actions a clause's words rule out for the model: a request that says
+/// "off", "stop" or "close" never means play or open, and the other way round
+/// ("turn off the music" on a speaker without turn_off may be pause, never play).
+/// Nothing is ruled out when the words point both ways or neither.
+pub fn ruled_out(words: &[String]) -> &'static [&'static str] {
+    let has = |w: &str| words.iter().any(|x| x == w);
+    let off = ["off", "stop", "halt", "pause", "close", "shut", "deactivate", "disable"].iter().any(|w| has(w));
+    // "on" as a preposition ("put the tv on mute", "music on the speaker") says nothing.
+    let switched_on = words.iter().enumerate().any(|(i, w)| {
+        w == "on" && (i + 1 == words.len() || i > 0 && matches!(words[i - 1].as_str(), "turn" | "switch" | "power"))
+    });
+    let on = switched_on || ["start", "play", "open", "resume", "activate", "enable"].iter().any(|w| has(w));
+    match (on, off) {
+        (false, true) => ON_ACTIONS,
+        (true, false) => OFF_ACTIONS,
+        _ => &[],
+    }
+}
+
 /// Decides `device`'s action from the clause's words.
 pub fn resolve(device: &Device, words: &[String]) -> Resolution {
     let has = |w: &str| words.iter().any(|x| x == w);
@@ -270,5 +294,15 @@ mod tests {
         assert_eq!(clauses(&words, &[]), vec![(0, 3), (4, 6)]);
         assert_eq!(clauses(&normalize("line a and b"), &[(0, 4)]), vec![(0, 4)]);
         assert!(!has_own_cue(&normalize("and the yard lights")));
+    }
+
+    #[test]
+    fn the_words_rule_out_the_opposite_actions() {
+        let words = |t: &str| t.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert!(ruled_out(&words("turn off the music")).contains(&"play"));
+        assert!(ruled_out(&words("switch on the speaker")).contains(&"pause"));
+        assert!(ruled_out(&words("put the tv on mute")).is_empty());
+        assert!(ruled_out(&words("turn off the lamp and turn on the fan")).is_empty());
+        assert!(ruled_out(&words("lower the projector screen")).is_empty());
     }
 }
