@@ -583,7 +583,7 @@ fn push_to_talk_and_wake_phrase_decide_which_utterances_are_commands() {
     daemon.ready();
     assert_eq!(daemon.utterance(1)["activated"], false);
     let woken = daemon.utterance(2);
-    assert_eq!(acknowledged(&woken), vec![cmd("porch_light", "turn_on", Value::Null)], "{woken}");
+    assert_eq!(acknowledged(&woken), vec![cmd("kitchen_light", "turn_on", Value::Null)], "{woken}");
     daemon.stopped();
     assert_eq!(daemon.exit_code(), 0);
     assert_eq!(devices.received(), 2);
@@ -595,9 +595,9 @@ fn recording_with_wake(dir: &Path) -> PathBuf {
         "wake",
         &[
             Part::Silence(0.3),
-            Part::Say("turn off the porch light"),
+            Part::Say("turn off the kitchen light"),
             Part::Silence(1.0),
-            Part::Say("hey hearken, turn on the porch light"),
+            Part::Say("hey hearken, turn on the kitchen light"),
             Part::Silence(1.0),
         ],
     )
