@@ -466,6 +466,7 @@ fn read_secret(field: &str, file: &Path) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

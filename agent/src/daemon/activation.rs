@@ -50,6 +50,7 @@ pub fn confirmation_answer(text: &str) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

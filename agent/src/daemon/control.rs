@@ -107,6 +107,7 @@ pub fn start(broker: &BrokerOptions, site: &str, sink: mpsc::Sender<Control>) ->
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

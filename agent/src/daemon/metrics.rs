@@ -128,6 +128,7 @@ pub async fn serve(address: std::net::SocketAddr, metrics: Arc<Metrics>) -> std:
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

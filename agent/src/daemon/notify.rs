@@ -70,6 +70,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
