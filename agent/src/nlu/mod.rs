@@ -325,8 +325,8 @@ impl Interpreter {
         let protected: Vec<(usize, usize)> = mentions.iter().map(|m| (m.start, m.end)).collect();
         let mut settled: Vec<Command> = Vec::new();
         let mut unsettled: Vec<usize> = Vec::new();
-        // Per unsettled device, the actions its clause's words rule out ("off" is never play).
-        let mut ruled_out: Vec<&'static [&'static str]> = Vec::new();
+        // Per unsettled device, the words of its clause: they narrow what the model may choose.
+        let mut cues: Vec<Vec<String>> = Vec::new();
         let mut order: Vec<usize> = Vec::new();
         let mut previous_cue: Vec<String> = Vec::new();
         let clauses = if named_any { resolve::clauses(&words, &protected) } else { vec![(0, words.len())] };
@@ -395,7 +395,7 @@ impl Interpreter {
                         && !settled.iter().any(|c| c.device == self.catalog.devices[device].id)
                     {
                         unsettled.push(device);
-                        ruled_out.push(resolve::ruled_out(&cue));
+                        cues.push(cue.clone());
                     }
                 }
             }
@@ -407,17 +407,28 @@ impl Interpreter {
             for device in settled.drain(..).filter_map(|c| self.catalog.devices.iter().position(|d| d.id == c.device)) {
                 if !unsettled.contains(&device) {
                     unsettled.push(device);
-                    ruled_out.push(&[]);
+                    cues.push(Vec::new());
                 }
             }
         }
         // What the model may choose from: each unsettled device with the actions its words allow.
         let narrowed: Vec<Device> = unsettled
             .iter()
-            .zip(&ruled_out)
-            .filter_map(|(&i, out)| {
+            .zip(&cues)
+            .filter_map(|(&i, cue)| {
                 let mut device = self.catalog.devices[i].clone();
+                // "off" is never play, "on" never pause.
+                let out = resolve::ruled_out(cue);
                 device.actions.retain(|a| !out.contains(&a.as_str()));
+                // A number that fits one of the device's settings is that setting, never a
+                // value-less action that would ignore it ("…light, right us to 200" is not "on").
+                if let Some(value) = resolve::setting_value(cue) {
+                    let fits = |a: &String| device.param(a).is_some_and(|r| (r.min..=r.max).contains(&value));
+                    if device.actions.iter().any(fits) {
+                        let kept: Vec<String> = device.actions.iter().filter(|a| fits(a)).cloned().collect();
+                        device.actions = kept;
+                    }
+                }
                 (!device.actions.is_empty()).then_some(device)
             })
             .collect();
@@ -659,5 +670,17 @@ mod tests {
         assert!(matches!(interpreter.plan("setting the volume to 30"), Plan::NoCommand("ambiguous")));
         let Plan::Ask(asked) = interpreter.plan("skip to the next track") else { panic!("no plan") };
         assert_eq!(asked.settled[0].device, "kitchen_speaker");
+    }
+
+    #[test]
+    fn the_model_chooses_only_among_actions_the_words_allow() {
+        let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
+        let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
+        // A number that fits a setting leaves only the settings it fits.
+        let Plan::Ask(asked) = interpreter.plan("at the kitchen light right us to 200") else { panic!("no plan") };
+        assert_eq!(asked.narrowed[0].actions, ["set_brightness", "set_color_temp"]);
+        // "off" leaves no action that starts something.
+        let Plan::Ask(asked) = interpreter.plan("turn off the music") else { panic!("no plan") };
+        assert!(!asked.narrowed[0].actions.contains(&"play".to_owned()), "{:?}", asked.narrowed[0].actions);
     }
 }

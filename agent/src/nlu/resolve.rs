@@ -175,7 +175,7 @@ pub fn resolve(device: &Device, words: &[String]) -> Resolution {
 
 /// The number a clause sets: the one after "to"/"at" or before a unit
 /// ("to 80 percent", "21 degrees"), else the last one.
-fn setting_value(words: &[String]) -> Option<i64> {
+pub fn setting_value(words: &[String]) -> Option<i64> {
     let number = |i: usize| words.get(i).and_then(|w| w.parse::<i64>().ok());
     let marked = (0..words.len()).find_map(|i| {
         let after_to = i > 0 && matches!(words[i - 1].as_str(), "to" | "at");
