@@ -27,20 +27,14 @@ pub fn outcome_line(command: &Command, delivery: &Delivery) -> Value {
 
 /// The outcome of one command, as published on the events topic.
 pub fn outcome_event(site: &str, command: &Command, delivery: &Delivery, audit_seq: Option<u64>) -> Value {
-    json!({
-        "type": "command_outcome",
-        "site": site,
-        "ts": crate::now_rfc3339(),
-        "device": command.device,
-        "action": command.action,
-        "value": command.value,
-        "outcome": delivery.outcome.as_str(),
-        "latency_ms": crate::millis(delivery.latency),
-        "state": delivery.state,
-        "reason": delivery.reason,
-        "broker_accepted": delivery.broker_accepted,
-        "audit_seq": audit_seq,
-    })
+    let mut event = json!({"type": "command_outcome", "site": site, "ts": crate::now_rfc3339()});
+    if let (Some(event), Value::Object(line)) = (event.as_object_mut(), outcome_line(command, delivery)) {
+        event.extend(line);
+    }
+    // Events always carry the reason, null when there is none.
+    event["reason"] = json!(delivery.reason);
+    event["audit_seq"] = json!(audit_seq);
+    event
 }
 
 /// An acknowledgement that came after its command's budget: the outcome

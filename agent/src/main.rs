@@ -584,14 +584,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         Ok(()) => link.send(&command).await?,
         Err(e) => {
             eprintln!("{e}");
-            Delivery {
-                command_id: 0,
-                outcome: Outcome::NotSent,
-                latency: Duration::ZERO,
-                state: None,
-                reason: Some(e.to_string()),
-                broker_accepted: false,
-            }
+            Delivery::not_sent(e.to_string(), Duration::ZERO)
         }
     };
     if let (Some(log), Some(seq)) = (&audit_log, audit_seq) {

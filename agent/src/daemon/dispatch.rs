@@ -52,21 +52,16 @@ async fn dispatch_one(dispatch: Dispatch, link: &CommandLink, audit: &AuditLog, 
     for (i, command) in commands.iter().cloned().enumerate() {
         let link = link.clone();
         sends.spawn(async move {
-            let delivery = link.send(&command).await;
+            let delivery = link
+                .send(&command)
+                .await
+                .unwrap_or_else(|e| Delivery::not_sent(format!("refused: {e}"), Duration::ZERO));
             (i, delivery, Instant::now())
         });
     }
     let mut deliveries: Vec<Option<(Delivery, Instant)>> = vec![None; commands.len()];
     while let Some(joined) = sends.join_next().await {
-        if let Ok((i, result, at)) = joined {
-            let delivery = result.unwrap_or_else(|e| Delivery {
-                command_id: 0,
-                outcome: Outcome::NotSent,
-                latency: Duration::ZERO,
-                state: None,
-                reason: Some(format!("refused: {e}")),
-                broker_accepted: false,
-            });
+        if let Ok((i, delivery, at)) = joined {
             deliveries[i] = Some((delivery, at));
         }
     }
@@ -75,19 +70,8 @@ async fn dispatch_one(dispatch: Dispatch, link: &CommandLink, audit: &AuditLog, 
     let mut last_ack: Option<Instant> = None;
     let events_topic = link.catalog().events_topic();
     for (command, delivered) in commands.iter().zip(deliveries) {
-        let (delivery, at) = delivered.unwrap_or_else(|| {
-            (
-                Delivery {
-                    command_id: 0,
-                    outcome: Outcome::NotSent,
-                    latency: Duration::ZERO,
-                    state: None,
-                    reason: Some("the send task failed".to_owned()),
-                    broker_accepted: false,
-                },
-                Instant::now(),
-            )
-        });
+        let (delivery, at) =
+            delivered.unwrap_or_else(|| (Delivery::not_sent("the send task failed", Duration::ZERO), Instant::now()));
         if delivery.outcome == Outcome::Acknowledged {
             last_ack = Some(last_ack.map_or(at, |l| l.max(at)));
         }

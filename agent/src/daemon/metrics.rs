@@ -113,8 +113,8 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` on `address` until the runtime stops.
-pub async fn serve(address: std::net::SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+/// Serves `/metrics` on `listener` until the runtime stops.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let router = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -122,7 +122,6 @@ pub async fn serve(address: std::net::SocketAddr, metrics: Arc<Metrics>) -> std:
             async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(address).await?;
     axum::serve(listener, router).await
 }
 

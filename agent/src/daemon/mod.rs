@@ -112,14 +112,13 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     let audit = Arc::new(AuditLog::open(&config.audit.path, audit_options(&config))?);
     let metrics = Arc::new(metrics::Metrics::default());
     if let Some(listen) = &config.metrics.listen {
-        let address: std::net::SocketAddr =
-            listen.parse().map_err(|_| DaemonError::Source(format!("metrics.listen '{listen}' is not host:port")))?;
-        let listener_check = std::net::TcpListener::bind(address)
+        // Bound here, so a taken port stops the start-up instead of failing later.
+        let listener = tokio::net::TcpListener::bind(listen.as_str())
+            .await
             .map_err(|source| DaemonError::Metrics { address: listen.clone(), source })?;
-        drop(listener_check);
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = metrics::serve(address, metrics).await {
+            if let Err(e) = metrics::serve(listener, metrics).await {
                 tracing::error!(error = %e, "metrics endpoint stopped");
             }
         });

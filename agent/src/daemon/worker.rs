@@ -240,7 +240,7 @@ impl Worker {
         }
 
         // Intent.
-        let interpretation = match self.interpret(&request).await {
+        let interpretation = match self.interpret(&request, state).await {
             Ok(i) => i,
             Err(e) => {
                 let stage = if matches!(e, NluError::Engine(_)) { "intent" } else { "validation" };
@@ -296,18 +296,14 @@ impl Worker {
     }
 
     /// Interprets, waiting once for a restarting intent engine when the model was needed.
-    async fn interpret(&self, text: &str) -> Result<crate::nlu::Interpretation, NluError> {
+    async fn interpret(&self, text: &str, state: &mut State) -> Result<crate::nlu::Interpretation, NluError> {
         match self.interpreter.interpret(text).await {
             Err(NluError::Engine(e)) => {
                 tracing::warn!(error = %e, "intent engine unavailable; waiting for it");
-                self.intent.wait_up(Duration::from_millis(self.config.engines.wait_for_engine_ms)).await;
-                // The endpoint watcher in `run` cannot run while this utterance is handled: swap here.
-                if let Some(endpoint) = self.intent.endpoint().borrow().clone() {
-                    if let Ok(client) =
-                        ChatClient::new(&endpoint.url, endpoint.token.clone(), "local", self.config.intent.timeout())
-                    {
-                        self.interpreter.set_client(client);
-                    }
+                let wait = Duration::from_millis(self.config.engines.wait_for_engine_ms);
+                // The endpoint watcher in `run` cannot run while this utterance is handled: switch here.
+                if let Some(endpoint) = self.intent.wait_up(wait).await {
+                    self.use_intent_engine(&endpoint, state).await;
                 }
                 self.interpreter.interpret(text).await
             }

@@ -95,6 +95,20 @@ pub struct Delivery {
     pub broker_accepted: bool,
 }
 
+impl Delivery {
+    /// A command that never reached the network, and why.
+    pub fn not_sent(reason: impl Into<String>, latency: Duration) -> Delivery {
+        Delivery {
+            command_id: 0,
+            outcome: Outcome::NotSent,
+            latency,
+            state: None,
+            reason: Some(reason.into()),
+            broker_accepted: false,
+        }
+    }
+}
+
 /// An acknowledgement that arrived after its command's budget ran out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LateAck {
@@ -261,14 +275,7 @@ impl CommandLink {
         let correlation = rand::random::<[u8; 16]>();
         let budget = Duration::from_millis(device.budget_ms);
         let started = Instant::now();
-        let not_sent = |reason: String| Delivery {
-            command_id: 0,
-            outcome: Outcome::NotSent,
-            latency: started.elapsed(),
-            state: None,
-            reason: Some(reason),
-            broker_accepted: false,
-        };
+        let not_sent = |reason: String| Delivery::not_sent(reason, started.elapsed());
         let mut outbound = match protocol::encode(device.protocol, &device.topic, command, &correlation) {
             Ok(outbound) => outbound,
             Err(e) => return Ok(not_sent(e.to_string())),
