@@ -531,7 +531,7 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_2() {
         "Type=notify",
         "WatchdogSec=",
         "ExecStartPre=",
-        "DynamicUser=yes",
+        "User=hearken",
         "ProtectSystem=strict",
         "DevicePolicy=closed",
     ] {
