@@ -2,7 +2,8 @@
 # Installs what hearken's build, tests and demo need on Debian/Ubuntu:
 # Mosquitto (the real broker the tests talk to), its client tools, OpenSSL
 # (the TLS test makes its own certificates), cmake and libclang (whisper.cpp),
-# ALSA headers, espeak-ng and sox (synthesized test speech), systemd-analyze. Idempotent: installs only what is
+# ALSA headers, espeak-ng and sox (synthesized test speech), systemd-analyze,
+# dpkg-dev (the Debian package), the aarch64 cross compiler (cross/ checks). Idempotent: installs only what is
 # missing, and runs `apt-get update` only when it has to install something.
 set -euo pipefail
 
@@ -18,6 +19,11 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need+=(libclang-dev)
 # ALSA headers for microphone capture (cpal).
 [ -e /usr/include/alsa/asoundlib.h ] || need+=(libasound2-dev)
+# The Debian package: dpkg-shlibdeps computes its library dependencies.
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+# The cross-build test compiles ggml for aarch64 with cross/aarch64-linux-gnu.cmake.
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu)
+command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || need+=(g++-aarch64-linux-gnu)
 # Test audio is synthesized: espeak-ng speaks, sox converts.
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need+=(sox)

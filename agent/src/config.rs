@@ -192,6 +192,10 @@ pub struct EngineConfig {
     /// (off by default: with whisper tiny.en it made no difference to accuracy on the
     /// synthesized set and made transcription 2.6× slower).
     pub prompt_from_catalog: bool,
+    /// Run the local engine on the GPU (whisper: `--gpu`; llama: every layer
+    /// offloaded). Needs engines built with `--features cuda`; a CPU build
+    /// ignores it.
+    pub gpu: bool,
 }
 
 impl Default for EngineConfig {
@@ -203,6 +207,7 @@ impl Default for EngineConfig {
             threads: 0,
             timeout_ms: 10_000,
             prompt_from_catalog: false,
+            gpu: false,
         }
     }
 }

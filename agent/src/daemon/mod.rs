@@ -269,11 +269,18 @@ fn start_engine(name: &'static str, engine: &EngineConfig, config: &Config) -> R
             reason: format!("{name}.model: no model at {}; run `hearken models fetch` or set it", model.display()),
         });
     }
-    let args = vec![
+    let mut args = vec![
         "--model".to_owned(),
         model.display().to_string(),
         "--threads".to_owned(),
         engine.threads_or_all().to_string(),
     ];
+    if engine.gpu {
+        match name {
+            "stt" => args.push("--gpu".to_owned()),
+            // More layers than any small model has: all of them on the GPU.
+            _ => args.extend(["--gpu-layers".to_owned(), "999".to_owned()]),
+        }
+    }
     Ok(Supervisor::local(name, EngineSpec { binary, args }, config.engines.clone()))
 }
