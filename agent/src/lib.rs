@@ -19,6 +19,7 @@
 //! - [`stt`]: speech-to-text client (OpenAI-compatible) and the local engine process.
 //! - [`nlu`]: the intent stage: normalization, fuzzy device linking, the model, validation.
 //! - [`config`]: the daemon's TOML configuration.
+//! - [`host`]: host pressure (CPU load, memory, GPU memory) for the router and metrics.
 //! - [`daemon`]: `hearken run`: the stages wired together, supervised engines, systemd.
 //! - [`simulator`]: simulated devices with latency and fault injection.
 //! - [`audit`]: the hash-chained audit log and its verifier.
@@ -37,6 +38,7 @@ pub mod daemon;
 pub mod engine_http;
 pub mod engine_process;
 pub mod events;
+pub mod host;
 pub mod models;
 pub mod mqtt;
 pub mod nlu;

@@ -157,3 +157,36 @@ fn the_toolchain_file_builds_ggml_for_the_aarch64_cpu_not_the_host() {
     let orin = configure_for_aarch64(&dir.path().join("orin"), Some("armv8.2-a+dotprod+fp16"));
     assert!(ggml_cpu_flags(&orin).contains("-march=armv8.2-a+dotprod+fp16"));
 }
+
+#[test]
+fn the_jetson_drop_in_applies_cleanly_and_its_engine_settings_check() {
+    let dir = tempfile::tempdir().unwrap();
+    // The unit with the drop-in next to it, where systemd-analyze looks for it.
+    let unit = std::fs::read_to_string(repo_file("systemd/hearken.service")).unwrap();
+    let unit = unit.replace("/usr/bin/hearken", hearken_tests::hearken_bin().to_str().unwrap());
+    let unit_path = hearken_tests::write_file(dir.path(), "hearken.service", &unit);
+    let drop_in = std::fs::read_to_string(repo_file("cross/jetson/hearken-jetson.conf")).unwrap();
+    std::fs::create_dir_all(dir.path().join("hearken.service.d")).unwrap();
+    hearken_tests::write_file(&dir.path().join("hearken.service.d"), "jetson.conf", &drop_in);
+    let verify = Command::new("systemd-analyze").arg("verify").arg(&unit_path).output().unwrap();
+    assert!(verify.status.success() && stderr(&verify).trim().is_empty(), "{}", stderr(&verify));
+    let security =
+        Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&unit_path).output().unwrap();
+    let report = stdout(&security);
+    let line = report.lines().find(|l| l.contains("MemoryDenyWriteExecute=")).unwrap_or_default();
+    assert!(line.starts_with('✗'), "the drop-in was not applied: {report}");
+
+    // The engine settings merged into the default config pass `config check`.
+    let mut config: toml::Table =
+        std::fs::read_to_string(repo_file("systemd/hearken.toml")).unwrap().parse().unwrap();
+    let jetson: toml::Table =
+        std::fs::read_to_string(repo_file("cross/jetson/hearken-jetson.toml")).unwrap().parse().unwrap();
+    for (section, values) in jetson {
+        let table = config.get_mut(&section).and_then(|v| v.as_table_mut()).unwrap();
+        table.extend(values.as_table().unwrap().clone());
+    }
+    config.insert("catalog".into(), repo_file("devices/home.toml").display().to_string().into());
+    let path = hearken_tests::write_file(dir.path(), "hearken.toml", &config.to_string());
+    let check = hearken_tests::hearken(&["config", "check", path.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", stderr(&check));
+}

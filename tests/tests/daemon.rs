@@ -371,6 +371,7 @@ fn killed_engines_are_restarted_and_the_next_utterance_works() {
     let metrics = http_get(metrics_port, "/metrics");
     assert!(metrics.contains("hearken_stage_latency_seconds_count{stage=\"stt\"} 2"), "{metrics}");
     assert!(metrics.contains("hearken_commands_total{outcome=\"acknowledged\"} 2"), "{metrics}");
+    assert!(metrics.contains("hearken_host_memory_used_ratio 0."), "{metrics}");
     let stopped = daemon.stopped();
     assert_eq!(stopped["restarts"]["stt"], 1, "{stopped}");
     assert_eq!(stopped["restarts"]["intent"], 1, "{stopped}");

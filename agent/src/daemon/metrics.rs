@@ -29,6 +29,8 @@ pub struct Metrics {
     pub capture: Arc<crate::capture::CaptureStats>,
     /// Engine restarts, by engine.
     pub restarts: Mutex<BTreeMap<&'static str, u64>>,
+    /// The latest host pressure sample.
+    pub host: Mutex<crate::host::Pressure>,
 }
 
 impl Metrics {
@@ -55,6 +57,11 @@ impl Metrics {
     /// Sets the restart count of an engine (read from its supervisor).
     pub fn set_restarts(&self, engine: &'static str, restarts: u64) {
         self.restarts.lock().unwrap_or_else(|p| p.into_inner()).insert(engine, restarts);
+    }
+
+    /// Keeps the latest host pressure sample for `/metrics`.
+    pub fn set_host(&self, pressure: crate::host::Pressure) {
+        *self.host.lock().unwrap_or_else(|p| p.into_inner()) = pressure;
     }
 
     /// The text exposition format.
@@ -109,6 +116,17 @@ impl Metrics {
         for (engine, restarts) in self.restarts.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             out.push_str(&format!("hearken_engine_restarts_total{{engine=\"{engine}\"}} {restarts}\n"));
         }
+        let host = *self.host.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, help, value) in [
+            ("cpu_load_ratio", "One-minute load average per core.", host.cpu_load),
+            ("memory_used_ratio", "Share of memory not available.", host.memory_used),
+            ("gpu_memory_used_ratio", "Share of GPU memory in use (fullest GPU).", host.gpu_memory_used),
+        ] {
+            if let Some(value) = value {
+                out.push_str(&format!("# HELP hearken_host_{name} {help}\n# TYPE hearken_host_{name} gauge\n"));
+                out.push_str(&format!("hearken_host_{name} {value}\n"));
+            }
+        }
         out
     }
 }
@@ -145,5 +163,15 @@ mod tests {
         assert!(text.contains("hearken_commands_total{outcome=\"acknowledged\"} 2\n"), "{text}");
         assert!(text.contains("hearken_commands_total{outcome=\"timeout\"} 1\n"), "{text}");
         assert_eq!(text.matches("# TYPE hearken_commands_total counter").count(), 1);
+    }
+
+    #[test]
+    fn host_gauges_appear_only_for_signals_that_were_read() {
+        let metrics = Metrics::default();
+        metrics.set_host(crate::host::Pressure { cpu_load: Some(0.5), memory_used: Some(0.25), gpu_memory_used: None });
+        let text = metrics.render();
+        assert!(text.contains("hearken_host_cpu_load_ratio 0.5\n"), "{text}");
+        assert!(text.contains("hearken_host_memory_used_ratio 0.25\n"), "{text}");
+        assert!(!text.contains("gpu_memory"), "{text}");
     }
 }

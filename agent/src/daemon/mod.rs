@@ -183,6 +183,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     // The main loop: nothing here waits on inference, so the watchdog only
     // goes quiet when the runtime itself is stuck.
     let watchdog = notify::watchdog_interval();
+    let gpu = config.stt.gpu || config.intent.gpu;
     let mut tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5)));
     tokio::pin!(shutdown);
     let worker_finished = loop {
@@ -195,6 +196,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
                 }
                 metrics.set_restarts("stt", stt.restarts());
                 metrics.set_restarts("intent", intent.restarts());
+                metrics.set_host(crate::host::sample(gpu).await);
                 let up = |s: &Supervisor| if s.endpoint().borrow().is_some() { "up" } else { "restarting" };
                 notifier.status(&format!("serving; stt {}, intent {}, broker {}", up(&stt), up(&intent),
                     if link.is_connected() { "connected" } else { "disconnected" }));
