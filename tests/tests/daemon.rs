@@ -87,6 +87,16 @@ struct Daemon {
     seen: Vec<Value>,
 }
 
+/// VmRSS of a process, KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
 impl Daemon {
     fn start(config: &Path, stdin: bool) -> Daemon {
         whisper_model();
@@ -372,6 +382,10 @@ fn killed_engines_are_restarted_and_the_next_utterance_works() {
     assert!(metrics.contains("hearken_stage_latency_seconds_count{stage=\"stt\"} 2"), "{metrics}");
     assert!(metrics.contains("hearken_commands_total{outcome=\"acknowledged\"} 2"), "{metrics}");
     assert!(metrics.contains("hearken_host_memory_used_ratio 0."), "{metrics}");
+    // The daemon itself (engines are separate processes) stays small: the
+    // bar is 30 MB resident at idle; this debug build is checked after work.
+    let resident_kib = resident_kib(daemon.child.id());
+    assert!(resident_kib <= 30 * 1024, "daemon resident memory {resident_kib} KiB > 30 MB");
     let stopped = daemon.stopped();
     assert_eq!(stopped["restarts"]["stt"], 1, "{stopped}");
     assert_eq!(stopped["restarts"]["intent"], 1, "{stopped}");

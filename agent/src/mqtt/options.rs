@@ -45,6 +45,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT_SECS: u64 = 3;
 
+/// QoS 1 publishes a client has outstanding with the broker at once; more
+/// wait in the client until the broker acknowledges earlier ones (within
+/// about a millisecond on a local broker).
+const OUTGOING_INFLIGHT: u16 = 256;
+
 impl BrokerOptions {
     /// Options for a broker URL without credentials or TLS files.
     pub fn new(url: impl Into<String>) -> BrokerOptions {
@@ -79,6 +84,9 @@ impl BrokerOptions {
         options.set_session_expiry_interval(None);
         options.set_keep_alive(KEEP_ALIVE);
         options.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+        // rumqttc preallocates a slot per possible in-flight QoS 1 publish:
+        // its default, 65 535, costs ~14 MB per client for nothing.
+        options.set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT);
         // Commands are tiny and latency-bound: Nagle's algorithm would hold
         // them back for the peer's delayed ACK (~40 ms).
         let mut network = NetworkOptions::new();
