@@ -115,6 +115,11 @@ fn the_package_holds_the_binaries_unit_snippets_config_and_catalogs_and_nothing_
         assert!(line.starts_with("-rwxr-xr-x root/root"), "binary mode/owner: {line}");
     }
 
+    // Installable here: apt resolves every dependency (a simulation changes nothing).
+    let install = Command::new("apt-get").args(["install", "--simulate", deb]).output().unwrap();
+    assert!(install.status.success(), "apt-get install --simulate: {}{}", stdout(&install), stderr(&install));
+    assert!(stdout(&install).contains("Inst hearken ("), "{}", stdout(&install));
+
     let extracted = extracted();
     let conffiles = std::fs::read_to_string(extracted.join("DEBIAN/conffiles")).unwrap();
     assert_eq!(conffiles.trim(), "/etc/hearken/hearken.toml");
