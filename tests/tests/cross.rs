@@ -126,7 +126,9 @@ fn cache_entry(build: &Path, name: &str) -> String {
     let cache = std::fs::read_to_string(build.join("CMakeCache.txt")).unwrap();
     cache
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")).and_then(|rest| rest.split_once('=')).map(|(_, v)| v.to_string()))
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}:")).and_then(|rest| rest.split_once('=')).map(|(_, v)| v.to_string())
+        })
         .unwrap_or_else(|| panic!("{name} not in the CMake cache"))
 }
 
@@ -177,8 +179,7 @@ fn the_jetson_drop_in_applies_cleanly_and_its_engine_settings_check() {
     assert!(line.starts_with('✗'), "the drop-in was not applied: {report}");
 
     // The engine settings merged into the default config pass `config check`.
-    let mut config: toml::Table =
-        std::fs::read_to_string(repo_file("systemd/hearken.toml")).unwrap().parse().unwrap();
+    let mut config: toml::Table = std::fs::read_to_string(repo_file("systemd/hearken.toml")).unwrap().parse().unwrap();
     let jetson: toml::Table =
         std::fs::read_to_string(repo_file("cross/jetson/hearken-jetson.toml")).unwrap().parse().unwrap();
     for (section, values) in jetson {

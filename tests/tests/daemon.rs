@@ -542,14 +542,9 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_2() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in: {text}"));
     assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{text}");
-    for directive in [
-        "Type=notify",
-        "WatchdogSec=",
-        "ExecStartPre=",
-        "User=hearken",
-        "ProtectSystem=strict",
-        "DevicePolicy=closed",
-    ] {
+    for directive in
+        ["Type=notify", "WatchdogSec=", "ExecStartPre=", "User=hearken", "ProtectSystem=strict", "DevicePolicy=closed"]
+    {
         assert!(unit.contains(directive), "the unit lacks {directive}");
     }
 }
