@@ -53,7 +53,7 @@ pub fn parse_loadavg(text: &str, cores: usize) -> Option<f64> {
 /// 1 − MemAvailable/MemTotal from `/proc/meminfo`.
 pub fn parse_meminfo(text: &str) -> Option<f64> {
     let field = |name: &str| -> Option<f64> {
-        text.lines().find_map(|l| l.strip_prefix(name)?.trim().split_whitespace().next()?.parse().ok())
+        text.lines().find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse().ok())
     };
     let total = field("MemTotal:")?;
     let available = field("MemAvailable:")?;

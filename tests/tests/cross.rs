@@ -5,6 +5,8 @@
 //! ggml (from the whisper.cpp that whisper-rs-sys vendors) for aarch64 with
 //! explicit ARM flags instead of the host's CPU.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

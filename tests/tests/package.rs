@@ -2,6 +2,8 @@
 //! binaries: what it holds, its control data, its unit, and what its
 //! maintainer scripts do to a system.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
