@@ -14,9 +14,11 @@ use serde_json::{json, Map, Value};
 use hearken::audit::{self, AuditLog, AuditOptions};
 use hearken::catalog::Catalog;
 use hearken::command::{self, Command};
+use hearken::daemon::metrics::Metrics;
+use hearken::daemon::source;
 use hearken::mqtt::{BrokerOptions, CommandLink, Delivery, Outcome};
 use hearken::simulator::{Simulator, SimulatorConfig};
-use hearken::{audio, bench, capture, events, millis, models, schema, stt, vad};
+use hearken::{audio, bench, capture, config, events, millis, models, schema, stt, vad};
 
 /// Exit status when a command was refused before publishing or input was invalid.
 const EXIT_INVALID: u8 = 2;
@@ -588,13 +590,9 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let (Some(log), Some(seq)) = (&audit_log, audit_seq) {
-        let mut body = command_fields(&command);
+        // The same record the daemon writes: the outcome line plus its command's seq.
+        let mut body = events::outcome_line(&command, &delivery).as_object().cloned().unwrap_or_default();
         body.insert("ref".into(), json!(seq));
-        body.insert("outcome".into(), json!(delivery.outcome.as_str()));
-        body.insert("latency_ms".into(), json!(millis(delivery.latency)));
-        body.insert("state".into(), json!(delivery.state));
-        body.insert("reason".into(), json!(delivery.reason));
-        body.insert("broker_accepted".into(), json!(delivery.broker_accepted));
         log.append("outcome", body)?;
     }
     let events_topic = catalog.events_topic();
@@ -698,71 +696,32 @@ pub(crate) fn default_model(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf
 }
 
 async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
-    let vad_config = vad::VadConfig {
+    // The daemon's own source stage: same capture, stdin reading and VAD.
+    let audio = config::AudioConfig {
+        source: if args.stdin { config::AudioSource::Stdin } else { config::AudioSource::Microphone },
+        device: args.device.clone().unwrap_or_default(),
         end_silence_ms: args.end_silence_ms,
         aggressiveness: args.aggressiveness,
         max_utterance_ms: args.max_utterance_ms,
-        ..vad::VadConfig::default()
+        ..config::AudioConfig::default()
     };
-    vad::Segmenter::new(vad_config)?;
+    vad::Segmenter::new(source::vad_config(&audio))?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let engine = stt::WhisperProcess::start(&default_model(args.model)?, threads).await?;
     let client = engine.client(Duration::from_secs(30))?;
-    let (segments_tx, mut segments_rx) = tokio::sync::mpsc::channel::<vad::Segment>(8);
+    let (heard_tx, mut heard_rx) = tokio::sync::mpsc::channel::<source::Heard>(8);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stats = Arc::new(capture::CaptureStats::default());
+    let metrics = Arc::new(Metrics::default());
+    let worker = source::spawn(audio, heard_tx, stop.clone(), metrics.clone());
     let source = if args.stdin { "stdin" } else { "mic" };
-    let worker = {
-        let stop = stop.clone();
-        let stats = stats.clone();
-        let device = args.device.clone();
-        let from_stdin = args.stdin;
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let (audio_tx, audio_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(64);
-            let reader = std::thread::spawn(move || -> anyhow::Result<()> {
-                if from_stdin {
-                    use std::io::Read;
-                    let mut stdin = std::io::stdin().lock();
-                    let mut buffer = vec![0u8; 3200];
-                    loop {
-                        let n = stdin.read(&mut buffer)?;
-                        if n == 0 || stop.load(std::sync::atomic::Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        let even = n - n % 2;
-                        if audio_tx.send(audio::decode_pcm_s16le(&buffer[..even], "stdin")?).is_err() {
-                            return Ok(());
-                        }
-                    }
-                } else {
-                    let config = capture::CaptureConfig { device, ring_ms: 2_000 };
-                    capture::run(&config, &audio_tx, &stats, &stop)?;
-                    Ok(())
-                }
-            });
-            let mut segmenter = vad::Segmenter::new(vad_config)?;
-            for chunk in audio_rx {
-                for segment in segmenter.push(&chunk) {
-                    if segments_tx.blocking_send(segment).is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-            if let Some(segment) = segmenter.finish() {
-                let _ = segments_tx.blocking_send(segment);
-            }
-            reader.join().map_err(|_| anyhow::anyhow!("audio reader panicked"))??;
-            Ok(())
-        })
-    };
     let deadline = args.seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     loop {
         let next = tokio::select! {
-            segment = segments_rx.recv() => segment,
+            heard = heard_rx.recv() => heard,
             () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => None,
             _ = tokio::signal::ctrl_c() => None,
         };
-        let Some(segment) = next else { break };
+        let Some(source::Heard { segment, .. }) = next else { break };
         let line = match client.transcribe(&segment.samples, None).await {
             Ok(result) => {
                 json!({"source": source, "start_ms": segment.start_ms, "end_ms": segment.end_ms, "cut": segment.cut,
@@ -775,12 +734,13 @@ async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         println!("{line}");
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    drop(segments_rx);
+    drop(heard_rx);
     if !args.stdin {
-        let dropped = stats.dropped_samples.load(std::sync::atomic::Ordering::Relaxed);
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
         eprintln!(
             "{}",
-            json!({"dropped_samples": dropped, "device_opens": stats.opens.load(std::sync::atomic::Ordering::Relaxed)})
+            json!({"dropped_samples": load(&metrics.capture.dropped_samples), "device_opens": load(&metrics.capture.opens),
+                   "dropped_utterances": load(&metrics.dropped_utterances)})
         );
     }
     match worker.join() {

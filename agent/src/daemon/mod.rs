@@ -140,10 +140,18 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         engine: "intent",
         reason: format!("not healthy within {} ms", config.engines.startup_timeout_ms),
     })?;
-    let client = ChatClient::new(&intent_endpoint.url, intent_endpoint.token.clone(), "local", config.intent.timeout())
-        .map_err(|e| DaemonError::Engine { engine: "intent", reason: e.to_string() })?;
-    let interpreter = Arc::new(Interpreter::new((*catalog).clone(), client, InterpreterConfig::default()));
+    let intent_client = |timeout: Duration| {
+        ChatClient::new(&intent_endpoint.url, intent_endpoint.token.clone(), "local", timeout)
+            .map_err(|e| DaemonError::Engine { engine: "intent", reason: e.to_string() })
+    };
+    // The first request prefills the catalog prompt into the engine's cache:
+    // part of starting up (slow on a loaded box), so it gets the startup
+    // timeout; utterances then get the request timeout.
+    let startup_timeout = Duration::from_millis(config.engines.startup_timeout_ms);
+    let interpreter =
+        Arc::new(Interpreter::new((*catalog).clone(), intent_client(startup_timeout)?, InterpreterConfig::default()));
     interpreter.warm_up().await.map_err(|e| DaemonError::Engine { engine: "intent", reason: e.to_string() })?;
+    interpreter.set_client(intent_client(config.intent.timeout())?);
     let broker_connected = link.wait_connected(Duration::from_millis(config.broker.connect_timeout_ms)).await.is_ok();
     if !broker_connected {
         tracing::warn!(url = %config.broker.url, "broker not reachable yet; commands are not_sent until it is");
