@@ -83,7 +83,9 @@ enum TopCommand {
     /// Listen to the microphone (or raw 16 kHz s16le PCM on stdin), cut it into
     /// utterances with the VAD and transcribe each one.
     ///
-    /// Prints one JSON line per utterance: {"source","start_ms","end_ms","text","latency_ms":{"stt":…}}.
+    /// Prints one JSON line per utterance: {"source","start_ms","end_ms","cut","text","latency_ms":{"stt":…}}.
+    /// From the microphone, an utterance that arrives while 8 wait for the recognizer is
+    /// dropped; the counts go to stderr at the end.
     Listen(ListenArgs),
     /// Turn text into catalog-validated commands with the local intent engine (started for
     /// the run) or a running OpenAI-compatible chat server (--llm-url).
