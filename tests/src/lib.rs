@@ -24,17 +24,22 @@ pub fn repo_file(relative: &str) -> PathBuf {
     repo_root().join(relative)
 }
 
+/// The cargo that runs these tests, in the repository root.
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(repo_root());
+    command
+}
+
 /// The `hearken` binary of this build, built on first use so that tests never
 /// run a stale one.
 pub fn hearken_bin() -> PathBuf {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let status = cargo()
             // The same invocation as scripts/test.sh, so this is a no-op there and the
             // native engines are not compiled a second time with other features.
             .args(["build", "--quiet", "--workspace", "--all-targets", "--locked"])
-            .current_dir(repo_root())
             .status()
             .expect("cannot run cargo to build the hearken binary");
         assert!(status.success(), "building the hearken binary failed");
@@ -67,6 +72,22 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Writes a systemd unit's text into `dir` as `hearken.service`, its
+/// `/usr/bin/hearken` pointed at `hearken`: `systemd-analyze verify` checks
+/// that ExecStart's binary exists.
+pub fn unit_for_analysis(dir: &Path, unit: &str, hearken: &Path) -> PathBuf {
+    write_file(dir, "hearken.service", &unit.replace("/usr/bin/hearken", hearken.to_str().unwrap()))
+}
+
+/// `systemd-analyze verify` on a unit file.
+pub fn systemd_verify(unit: &Path) -> Output {
+    Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .output()
+        .expect("systemd-analyze is missing (scripts/setup.sh installs systemd)")
 }
 
 /// One message seen by the spy.

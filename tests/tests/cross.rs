@@ -10,17 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hearken_tests::{repo_file, repo_root, stderr, stdout};
+use hearken_tests::{cargo, repo_file, repo_root, stderr, stdout, systemd_verify, unit_for_analysis};
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
 /// ELF `e_machine` of AArch64 objects.
 const EM_AARCH64: u16 = 183;
-
-fn cargo() -> Command {
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.current_dir(repo_root());
-    command
-}
 
 /// `cargo tree` for the aarch64 target with `features` (if any), inverted on `package`.
 fn tree_for_target(features: &str, package: &str) -> String {
@@ -167,12 +161,11 @@ fn the_jetson_drop_in_applies_cleanly_and_its_engine_settings_check() {
     let dir = tempfile::tempdir().unwrap();
     // The unit with the drop-in next to it, where systemd-analyze looks for it.
     let unit = std::fs::read_to_string(repo_file("systemd/hearken.service")).unwrap();
-    let unit = unit.replace("/usr/bin/hearken", hearken_tests::hearken_bin().to_str().unwrap());
-    let unit_path = hearken_tests::write_file(dir.path(), "hearken.service", &unit);
+    let unit_path = unit_for_analysis(dir.path(), &unit, &hearken_tests::hearken_bin());
     let drop_in = std::fs::read_to_string(repo_file("cross/jetson/hearken-jetson.conf")).unwrap();
     std::fs::create_dir_all(dir.path().join("hearken.service.d")).unwrap();
     hearken_tests::write_file(&dir.path().join("hearken.service.d"), "jetson.conf", &drop_in);
-    let verify = Command::new("systemd-analyze").arg("verify").arg(&unit_path).output().unwrap();
+    let verify = systemd_verify(&unit_path);
     assert!(verify.status.success() && stderr(&verify).trim().is_empty(), "{}", stderr(&verify));
     let security =
         Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&unit_path).output().unwrap();

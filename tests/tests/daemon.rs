@@ -525,12 +525,8 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_2() {
     // verify checks that ExecStart's binary exists: point it at this build.
     let dir = tempfile::tempdir().unwrap();
     let unit = std::fs::read_to_string(repo_file("systemd/hearken.service")).unwrap();
-    let unit = unit.replace("/usr/bin/hearken", hearken_bin().to_str().unwrap());
-    let path = write_file(dir.path(), "hearken.service", &unit);
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", path.to_str().unwrap()])
-        .output()
-        .expect("systemd-analyze is missing (scripts/setup.sh installs systemd)");
+    let path = unit_for_analysis(dir.path(), &unit, &hearken_bin());
+    let verify = systemd_verify(&path);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
     let security =
         Command::new("systemd-analyze").args(["security", "--offline=true", path.to_str().unwrap()]).output().unwrap();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use hearken_tests::{hearken_bin, repo_file, repo_root, stderr, stdout, write_file};
+use hearken_tests::{hearken_bin, repo_file, repo_root, stderr, stdout, systemd_verify, unit_for_analysis, write_file};
 
 /// Every file the package must hold, and nothing else.
 const CONTENTS: &[&str] = &[
@@ -154,9 +154,7 @@ fn the_packaged_unit_verifies_and_the_packaged_binary_checks_the_packaged_config
 
     // verify checks that ExecStart's binary exists: point it at the packaged one.
     let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system/hearken.service")).unwrap();
-    let unit = unit.replace("/usr/bin/hearken", hearken.to_str().unwrap());
-    let unit_path = write_file(dir.path(), "hearken.service", &unit);
-    let verify = Command::new("systemd-analyze").args(["verify", unit_path.to_str().unwrap()]).output().unwrap();
+    let verify = systemd_verify(&unit_for_analysis(dir.path(), &unit, &hearken));
     assert!(verify.status.success(), "{}", stderr(&verify));
 
     // Out of the box the service refuses to start: no catalog has been chosen.
