@@ -188,10 +188,15 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Request timeout.
     pub timeout_ms: u64,
-    /// Speech only: prime the recognizer with the catalog's device names and aliases
-    /// (off by default: with whisper tiny.en it made no difference to accuracy on the
-    /// synthesized set and made transcription 2.6× slower).
+    /// Speech only: prime every transcription with the catalog's device names and
+    /// aliases (off by default: with whisper tiny.en it makes each transcription
+    /// ~3× slower; `retry_with_catalog_prompt` gets its gain for a fraction of the cost).
     pub prompt_from_catalog: bool,
+    /// Speech only: when a transcript yields no command, transcribe the utterance once
+    /// more primed with the catalog's names and use that reading if it yields commands
+    /// (only those utterances pay for the slower, primed transcription; ignored when
+    /// `prompt_from_catalog` is on).
+    pub retry_with_catalog_prompt: bool,
     /// Run the local engine on the GPU (whisper: `--gpu`; llama: every layer
     /// offloaded). Needs engines built with `--features cuda`; a CPU build
     /// ignores it.
@@ -207,6 +212,7 @@ impl Default for EngineConfig {
             threads: 0,
             timeout_ms: 10_000,
             prompt_from_catalog: false,
+            retry_with_catalog_prompt: true,
             gpu: false,
         }
     }

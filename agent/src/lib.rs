@@ -18,6 +18,7 @@
 //! - [`engine_process`]: starting a local engine process and waiting until it is healthy.
 //! - [`stt`]: speech-to-text client (OpenAI-compatible) and the local engine process.
 //! - [`nlu`]: the intent stage: normalization, fuzzy device linking, the model, validation.
+//! - [`second_hearing`]: a second, primed transcription when the first yields no command.
 //! - [`config`]: the daemon's TOML configuration.
 //! - [`host`]: host pressure (CPU load, memory, GPU memory) for the router and metrics.
 //! - [`daemon`]: `hearken run`: the stages wired together, supervised engines, systemd.
@@ -44,6 +45,7 @@ pub mod mqtt;
 pub mod nlu;
 pub mod protocol;
 pub mod schema;
+pub mod second_hearing;
 pub mod simulator;
 pub mod stt;
 pub mod testbed;

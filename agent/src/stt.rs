@@ -42,6 +42,32 @@ pub enum SttError {
     Spawn(String),
 }
 
+/// The speech engine's initial prompt for a catalog: device names and
+/// aliases, as a sentence (whisper reads the prompt as preceding text).
+/// Capped so that large catalogs stay well inside whisper's prompt window.
+pub fn catalog_prompt(catalog: &crate::catalog::Catalog) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for device in &catalog.devices {
+        for name in std::iter::once(&device.name).chain(&device.aliases) {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let mut prompt = String::new();
+    for name in names {
+        if prompt.len() + name.len() > 400 {
+            break;
+        }
+        if !prompt.is_empty() {
+            prompt.push_str(", ");
+        }
+        prompt.push_str(name);
+    }
+    prompt.push('.');
+    prompt
+}
+
 /// One transcription.
 #[derive(Debug, Clone)]
 pub struct SttResult {

@@ -9,6 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use hearken::nlu::Interpreter;
+use hearken::second_hearing::hear_again;
 use hearken::{audio, millis, stt, vad};
 
 /// Arguments of `hearken process`.
@@ -22,6 +23,10 @@ pub struct ProcessArgs {
     stt_model: Option<PathBuf>,
     #[command(flatten)]
     engine: crate::cli::interpret::EngineArgs,
+    /// Transcribe each utterance once: no second, primed transcription when the
+    /// first yields no command (the daemon's `stt.retry_with_catalog_prompt = false`).
+    #[arg(long)]
+    single_pass: bool,
     /// Trailing silence that ends an utterance.
     #[arg(long, default_value_t = 400)]
     end_silence_ms: u32,
@@ -30,8 +35,10 @@ pub struct ProcessArgs {
     files: Vec<PathBuf>,
 }
 
-/// Prints `{"file","start_ms","end_ms","text","commands","needs_confirmation","latency_ms":{"vad","stt","nlu","total"}}`
-/// per utterance, or `{"file","error"}`; exits 1 if any file or utterance failed.
+/// Prints `{"file","start_ms","end_ms","text"[,"transcripts"],"commands","needs_confirmation","latency_ms":{"vad","stt","nlu","total"}}`
+/// per utterance (`transcripts`: both readings when a second, primed
+/// transcription was made), or `{"file","error"}`; exits 1 if any file or
+/// utterance failed.
 pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let catalog = match crate::load_catalog(&args.catalog) {
         Ok(catalog) => catalog,
@@ -43,6 +50,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let whisper = stt::WhisperProcess::start(&crate::default_model(args.stt_model.clone())?, threads).await?;
     let stt_client = whisper.client(Duration::from_secs(30))?;
     let (_llama, chat) = args.engine.connect().await?;
+    let retry_prompt = (!args.single_pass).then(|| stt::catalog_prompt(&catalog));
     let interpreter = Interpreter::new(catalog, chat, args.engine.config());
     interpreter.warm_up().await?;
     let mut failed = false;
@@ -65,13 +73,30 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.to_string()),
                 Ok(transcript) => match interpreter.interpret(&transcript.text).await {
                     Err(e) => Err(e.to_string()),
-                    Ok(result) => Ok(json!({
-                        "file": file, "start_ms": segment.start_ms, "end_ms": segment.end_ms,
-                        "text": transcript.text, "commands": result.commands,
-                        "needs_confirmation": result.needs_confirmation,
-                        "latency_ms": {"vad": vad_ms, "stt": millis(transcript.latency), "nlu": millis(result.latency),
-                                       "total": vad_ms + millis(started.elapsed())},
-                    })),
+                    Ok(mut result) => {
+                        let mut line = json!({"file": file, "start_ms": segment.start_ms, "end_ms": segment.end_ms,
+                                              "text": transcript.text});
+                        let (mut stt_latency, mut nlu_latency) = (transcript.latency, result.latency);
+                        if let (true, Some(prompt)) = (result.commands.is_empty(), &retry_prompt) {
+                            let request_of = |text: &str| Some(text.to_owned());
+                            if let Some(second) =
+                                hear_again(&stt_client, &interpreter, &segment.samples, prompt, request_of).await
+                            {
+                                stt_latency += second.stt_latency;
+                                nlu_latency += second.interpretation.as_ref().map_or(Duration::ZERO, |i| i.latency);
+                                line["transcripts"] = json!([transcript.text, second.text]);
+                                if let Some((text, better)) = second.better() {
+                                    line["text"] = json!(text);
+                                    result = better;
+                                }
+                            }
+                        }
+                        line["commands"] = json!(result.commands);
+                        line["needs_confirmation"] = json!(result.needs_confirmation);
+                        line["latency_ms"] = json!({"vad": vad_ms, "stt": millis(stt_latency), "nlu": millis(nlu_latency),
+                                                    "total": vad_ms + millis(started.elapsed())});
+                        Ok(line)
+                    }
                 },
             };
             let line = line.unwrap_or_else(|error| {

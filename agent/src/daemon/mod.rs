@@ -178,7 +178,9 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         reports: reports.clone(),
         dispatch: dispatch_tx,
         link: link.clone(),
-        stt_prompt: config.stt.prompt_from_catalog.then(|| worker::catalog_prompt(&catalog)),
+        stt_prompt: config.stt.prompt_from_catalog.then(|| crate::stt::catalog_prompt(&catalog)),
+        stt_retry_prompt: (config.stt.retry_with_catalog_prompt && !config.stt.prompt_from_catalog)
+            .then(|| crate::stt::catalog_prompt(&catalog)),
     };
     let mut worker = tokio::spawn(worker.run(utterances_rx, control_rx));
 

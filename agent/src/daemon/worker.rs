@@ -23,6 +23,7 @@ use crate::command::Command;
 use crate::config::{ActivationMode, Config};
 use crate::nlu::client::ChatClient;
 use crate::nlu::{Interpreter, NluError};
+use crate::second_hearing::hear_again;
 use crate::stt::SttClient;
 use crate::{events, millis};
 
@@ -57,32 +58,9 @@ pub struct Worker {
     pub link: crate::mqtt::CommandLink,
     /// The recognizer's initial prompt: the catalog's names, so it hears "porch light", not "boat light".
     pub stt_prompt: Option<String>,
-}
-
-/// The speech engine's initial prompt for a catalog: device names and
-/// aliases, as a sentence (whisper reads the prompt as preceding text).
-/// Capped so that large catalogs stay well inside whisper's prompt window.
-pub fn catalog_prompt(catalog: &crate::catalog::Catalog) -> String {
-    let mut names: Vec<&str> = Vec::new();
-    for device in &catalog.devices {
-        for name in std::iter::once(&device.name).chain(&device.aliases) {
-            if !names.contains(&name.as_str()) {
-                names.push(name);
-            }
-        }
-    }
-    let mut prompt = String::new();
-    for name in names {
-        if prompt.len() + name.len() > 400 {
-            break;
-        }
-        if !prompt.is_empty() {
-            prompt.push_str(", ");
-        }
-        prompt.push_str(name);
-    }
-    prompt.push('.');
-    prompt
+    /// The prompt of the second transcription of an utterance whose first yields no
+    /// command (see [`crate::second_hearing`]); `None`: no second transcription.
+    pub stt_retry_prompt: Option<String>,
 }
 
 struct State {
@@ -240,15 +218,42 @@ impl Worker {
         }
 
         // Intent.
-        let interpretation = match self.interpret(&request, state).await {
+        let mut interpretation = match self.interpret(&request, state).await {
             Ok(i) => i,
             Err(e) => {
                 let stage = if matches!(e, NluError::Engine(_)) { "intent" } else { "validation" };
                 return self.not_handled(report, latency, stage, &e.to_string(), &heard).await;
             }
         };
-        latency["nlu"] = json!(millis(interpretation.latency));
         self.metrics.observe("nlu", interpretation.latency);
+        let mut nlu_latency = interpretation.latency;
+
+        // No command heard: a second, primed transcription.
+        if let (true, Some(prompt), Some((_, client))) =
+            (interpretation.commands.is_empty(), &self.stt_retry_prompt, &state.stt_client)
+        {
+            let request_of = |text: &str| Some(self.request_after_activation(text));
+            if let Some(second) =
+                hear_again(client, &self.interpreter, &heard.segment.samples, prompt, request_of).await
+            {
+                self.metrics.observe("stt_retry", second.stt_latency);
+                latency["stt"] = json!(millis(transcript.latency + second.stt_latency));
+                latency["stt_retry"] = json!(millis(second.stt_latency));
+                report.insert("transcripts".into(), json!([transcript.text, second.text]));
+                if let Some(i) = &second.interpretation {
+                    nlu_latency += i.latency;
+                }
+                match second.better() {
+                    Some((text, better)) => {
+                        self.metrics.count("stt_retries", "used");
+                        report.insert("text".into(), json!(text));
+                        interpretation = better;
+                    }
+                    None => self.metrics.count("stt_retries", "unused"),
+                }
+            }
+        }
+        latency["nlu"] = json!(millis(nlu_latency));
         let confirm: Vec<Command> = interpretation.needs_confirmation.clone();
         let immediate: Vec<Command> =
             interpretation.commands.iter().filter(|c| !confirm.contains(c)).cloned().collect();
@@ -292,6 +297,17 @@ impl Worker {
                 strip_wake_phrase(text, &self.config.activation.wake_phrase).or(armed.then(|| text.to_owned()))
             }
             ActivationMode::Mqtt => armed.then(|| text.to_owned()),
+        }
+    }
+
+    /// The request in a transcript of an utterance already activated: without
+    /// the wake phrase when it is there.
+    fn request_after_activation(&self, text: &str) -> String {
+        match self.config.activation.mode {
+            ActivationMode::WakePhrase => {
+                strip_wake_phrase(text, &self.config.activation.wake_phrase).unwrap_or_else(|| text.to_owned())
+            }
+            ActivationMode::Always | ActivationMode::Mqtt => text.to_owned(),
         }
     }
 
