@@ -246,7 +246,7 @@ fn spell(words: &[String]) -> String {
 
 /// A key in which sounds recognizers confuse are the same letters: voiced
 /// and unvoiced pairs (b/p, d/t, g/k, v/f, z/s), th/f ("free" for "three"),
-/// c/k/q, silent gh, h, w and final e; vowels become one `a` and repeats collapse.
+/// c/k/q, r/l, silent gh, h, w and final e; vowels become one `a` and repeats collapse.
 pub fn phonetic_key(words: &[String]) -> String {
     // A silent final "e" ("lite", "whole") says nothing about the sound.
     let trimmed: Vec<String> = words
@@ -289,6 +289,8 @@ pub fn phonetic_key(words: &[String]) -> String {
             'v' | 'f' => 'f',
             'z' | 's' => 's',
             'j' | 'x' => 'x',
+            // Synthetic and accented speech swap them: "ramp" for "lamp".
+            'r' => 'l',
             other => other,
         };
         if key.ends_with(mapped) {
@@ -354,6 +356,7 @@ mod tests {
         let home = catalog("home.toml");
         assert_eq!(devices(&home, "open the garbage door"), ["garage_door"]);
         assert_eq!(devices(&home, "turn on the kitchen lite"), ["kitchen_light"]);
+        assert_eq!(devices(&home, "turn off the ramp and the tv"), ["living_room_lamp", "tv"]);
     }
 
     #[test]

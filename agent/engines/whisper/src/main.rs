@@ -3,6 +3,7 @@
 //! bearer token. It runs in its own process because whisper.cpp and
 //! llama.cpp each vendor an incompatible ggml (see DESIGN.md).
 
+mod loop_breaker;
 mod transcriber;
 
 use std::path::PathBuf;

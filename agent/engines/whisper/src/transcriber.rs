@@ -6,7 +6,8 @@
 //! `audio_ctx` makes tiny models loop ("turn on the light. turn on the
 //! light. …") when timestamps are off, so timestamps stay on, the context
 //! keeps a margin of [`AUDIO_CTX_MARGIN`] frames, the token count is capped
-//! by the clip length, and repeated phrases are removed from the text. On
+//! by the clip length, decoding ends at the first verbatim repeat
+//! ([`crate::loop_breaker`]), and repeated phrases are removed from the text. On
 //! the rare short clip where the shortened context yields no text at all,
 //! the clip is decoded once more with the full context.
 
@@ -111,10 +112,12 @@ impl Transcriber {
         params.set_audio_ctx(audio_ctx as i32);
         params.set_max_tokens((16 + 8 * seconds).min(224) as i32);
         params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
         params.set_print_progress(false);
         params.set_print_realtime(false);
         params.set_print_special(false);
         params.set_print_timestamps(false);
+        crate::loop_breaker::install(&mut params);
         if let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) {
             params.set_initial_prompt(prompt);
         }
