@@ -89,6 +89,7 @@ impl Metrics {
                 "utterances" => ("outcome", "Utterances by what became of them."),
                 "commands" => ("outcome", "Commands by outcome."),
                 "confirmations" => ("decision", "Confirmation decisions."),
+                "stt_retries" => ("outcome", "Second, primed transcriptions, by whether their reading was used."),
                 _ => ("kind", "Events."),
             };
             if *name != last {
