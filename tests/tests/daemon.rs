@@ -274,6 +274,12 @@ fn the_bundled_recording_gives_the_acknowledged_commands_and_a_verifiable_audit_
     assert_eq!(acknowledged(&confirmed), vec![cmd("front_door_lock", "unlock", Value::Null)]);
     let question = daemon.utterance(6);
     assert_eq!(question["commands"], serde_json::json!([]), "{question}");
+    // No command heard: a second transcription, primed with the catalog's
+    // names, was made and, yielding no command either, not used.
+    assert_eq!(question["transcripts"].as_array().map(Vec::len), Some(2), "{question}");
+    assert_eq!(question["transcripts"][0], question["text"], "{question}");
+    assert!(question["latency_ms"]["stt_retry"].as_f64().is_some(), "{question}");
+    assert!(first["transcripts"].is_null(), "a command was heard at once: no second transcription: {first}");
     let stopped = daemon.stopped();
     assert_eq!(stopped["drained"], true);
     assert_eq!(daemon.exit_code(), 0);
@@ -290,6 +296,8 @@ fn the_bundled_recording_gives_the_acknowledged_commands_and_a_verifiable_audit_
     assert!(first_utterance["latency_ms"]["stt"].as_f64().is_some(), "{first_utterance}");
     assert_eq!(first_utterance["route"]["stt"]["where"], "local");
     assert!(records.iter().any(|r| r["kind"] == "confirmation" && r["decision"] == "confirmed"));
+    let retried = records.iter().filter(|r| r["kind"] == "utterance" && r["transcripts"].is_array()).count();
+    assert_eq!(retried, 1, "the question's record holds both readings");
 }
 
 #[test]
@@ -518,6 +526,17 @@ fn process_prints_one_line_per_utterance_without_mqtt_and_names_bad_files() {
         assert!(line["end_ms"].as_u64() > line["start_ms"].as_u64());
     }
     assert!(lines[6]["error"].as_str().unwrap().contains("corrupt.wav"), "{}", lines[6]);
+    // The question yields no command: heard a second time, primed.
+    assert_eq!(lines[5]["transcripts"].as_array().map(Vec::len), Some(2), "{}", lines[5]);
+    assert!(lines[0]["transcripts"].is_null(), "{}", lines[0]);
+
+    let catalog = repo_file("devices/home.toml");
+    let args = ["process", "--catalog", catalog.to_str().unwrap(), "--threads", "2", "--single-pass"];
+    let out = hearken(&[&args[..], &[recording.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let single: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(single.len(), 6, "{single:#?}");
+    assert!(single.iter().all(|l| l["transcripts"].is_null()), "--single-pass: one transcription each: {single:#?}");
 }
 
 #[test]
