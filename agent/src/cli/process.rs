@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use hearken::nlu::Interpreter;
-use hearken::second_hearing::hear_again;
+use hearken::second_hearing::{hear_again, misses_something};
 use hearken::{audio, millis, stt, vad};
 
 /// Arguments of `hearken process`.
@@ -24,7 +24,7 @@ pub struct ProcessArgs {
     #[command(flatten)]
     engine: crate::cli::interpret::EngineArgs,
     /// Transcribe each utterance once: no second, primed transcription when the
-    /// first yields no command (the daemon's `stt.retry_with_catalog_prompt = false`).
+    /// first reading misses something (the daemon's `stt.retry_with_catalog_prompt = false`).
     #[arg(long)]
     single_pass: bool,
     /// Trailing silence that ends an utterance.
@@ -77,7 +77,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
                         let mut line = json!({"file": file, "start_ms": segment.start_ms, "end_ms": segment.end_ms,
                                               "text": transcript.text});
                         let (mut stt_latency, mut nlu_latency) = (transcript.latency, result.latency);
-                        if let (true, Some(prompt)) = (result.commands.is_empty(), &retry_prompt) {
+                        if let (true, Some(prompt)) = (misses_something(&transcript.text, &result), &retry_prompt) {
                             let request_of = |text: &str| Some(text.to_owned());
                             if let Some(second) =
                                 hear_again(&stt_client, &interpreter, &segment.samples, prompt, request_of).await
@@ -85,7 +85,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
                                 stt_latency += second.stt_latency;
                                 nlu_latency += second.interpretation.as_ref().map_or(Duration::ZERO, |i| i.latency);
                                 line["transcripts"] = json!([transcript.text, second.text]);
-                                if let Some((text, better)) = second.better() {
+                                if let Some((text, better)) = second.better_than(&result) {
                                     line["text"] = json!(text);
                                     result = better;
                                 }

@@ -23,7 +23,7 @@ use crate::command::Command;
 use crate::config::{ActivationMode, Config};
 use crate::nlu::client::ChatClient;
 use crate::nlu::{Interpreter, NluError};
-use crate::second_hearing::hear_again;
+use crate::second_hearing::{hear_again, misses_something};
 use crate::stt::SttClient;
 use crate::{events, millis};
 
@@ -58,8 +58,8 @@ pub struct Worker {
     pub link: crate::mqtt::CommandLink,
     /// The recognizer's initial prompt: the catalog's names, so it hears "porch light", not "boat light".
     pub stt_prompt: Option<String>,
-    /// The prompt of the second transcription of an utterance whose first yields no
-    /// command (see [`crate::second_hearing`]); `None`: no second transcription.
+    /// The prompt of the second transcription of an utterance whose first reading
+    /// misses something (see [`crate::second_hearing`]); `None`: no second transcription.
     pub stt_retry_prompt: Option<String>,
 }
 
@@ -228,9 +228,9 @@ impl Worker {
         self.metrics.observe("nlu", interpretation.latency);
         let mut nlu_latency = interpretation.latency;
 
-        // No command heard: a second, primed transcription.
+        // Something not heard: a second, primed transcription.
         if let (true, Some(prompt), Some((_, client))) =
-            (interpretation.commands.is_empty(), &self.stt_retry_prompt, &state.stt_client)
+            (misses_something(&request, &interpretation), &self.stt_retry_prompt, &state.stt_client)
         {
             let request_of = |text: &str| Some(self.request_after_activation(text));
             if let Some(second) =
@@ -243,7 +243,7 @@ impl Worker {
                 if let Some(i) = &second.interpretation {
                     nlu_latency += i.latency;
                 }
-                match second.better() {
+                match second.better_than(&interpretation) {
                     Some((text, better)) => {
                         self.metrics.count("stt_retries", "used");
                         report.insert("text".into(), json!(text));
