@@ -193,10 +193,10 @@ pub struct EngineConfig {
     /// ~3× slower; `retry_with_catalog_prompt` gets its gain for a fraction of the cost).
     pub prompt_from_catalog: bool,
     /// Speech only: when a transcript yields no command, or fewer commands than the
-    /// request has clauses, transcribe the utterance once more primed with the
-    /// catalog's names and use that reading if it yields more commands (only those
-    /// utterances pay for the slower, primed transcription; ignored when
-    /// `prompt_from_catalog` is on).
+    /// request has clauses, transcribe the utterance again primed with the catalog's
+    /// names (and, if that still misses something, with one example request per
+    /// device) and use a reading that yields more commands (only those utterances pay
+    /// for the slower, primed transcriptions; ignored when `prompt_from_catalog` is on).
     pub retry_with_catalog_prompt: bool,
     /// Run the local engine on the GPU (whisper: `--gpu`; llama: every layer
     /// offloaded). Needs engines built with `--features cuda`; a CPU build

@@ -18,7 +18,7 @@
 //! - [`engine_process`]: starting a local engine process and waiting until it is healthy.
 //! - [`stt`]: speech-to-text client (OpenAI-compatible) and the local engine process.
 //! - [`nlu`]: the intent stage: normalization, fuzzy device linking, the model, validation.
-//! - [`second_hearing`]: a second, primed transcription when the first reading misses something.
+//! - [`second_hearing`]: further, primed transcriptions when the first reading misses something.
 //! - [`config`]: the daemon's TOML configuration.
 //! - [`host`]: host pressure (CPU load, memory, GPU memory) for the router and metrics.
 //! - [`daemon`]: `hearken run`: the stages wired together, supervised engines, systemd.

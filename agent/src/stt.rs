@@ -68,6 +68,31 @@ pub fn catalog_prompt(catalog: &crate::catalog::Catalog) -> String {
     prompt
 }
 
+/// The second prompt for a catalog: one example request per device ("Turn
+/// on the living room lamp. Lock the front door lock."), worded with its first
+/// action that takes no value; capped like [`catalog_prompt`]. Primed this way
+/// whisper hears some utterances that the names alone do not recover.
+pub fn catalog_sentences(catalog: &crate::catalog::Catalog) -> String {
+    let mut prompt = String::new();
+    for device in &catalog.devices {
+        let action = device.actions.iter().find(|a| !a.starts_with("set_")).or(device.actions.first());
+        let Some(action) = action else { continue };
+        let mut verb = action.replace('_', " ");
+        if let Some(first) = verb.get(..1) {
+            verb = first.to_uppercase() + &verb[1..];
+        }
+        let sentence = format!("{verb} the {}.", device.name);
+        if prompt.len() + sentence.len() > 400 {
+            break;
+        }
+        if !prompt.is_empty() {
+            prompt.push(' ');
+        }
+        prompt.push_str(&sentence);
+    }
+    prompt
+}
+
 /// One transcription.
 #[derive(Debug, Clone)]
 pub struct SttResult {
@@ -197,5 +222,24 @@ impl WhisperProcess {
     /// The bearer token it requires.
     pub fn token(&self) -> &str {
         &self.engine.token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn catalog_prompts_name_every_device_within_the_cap() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../devices/home.toml");
+        let catalog = crate::catalog::Catalog::load(&path).unwrap();
+        let names = catalog_prompt(&catalog);
+        assert!(names.starts_with("living room lamp, lamp, reading lamp, kitchen light"), "{names}");
+        let sentences = catalog_sentences(&catalog);
+        assert!(sentences.starts_with("Turn on the living room lamp. Turn on the kitchen light."), "{sentences}");
+        assert!(sentences.contains("Lock the front door lock."), "{sentences}");
+        assert!(sentences.contains("Start the robot vacuum."), "{sentences}");
+        assert!(names.len() <= 401 && sentences.len() <= 400);
     }
 }

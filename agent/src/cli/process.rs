@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use hearken::nlu::Interpreter;
-use hearken::second_hearing::{hear_again, misses_something};
+use hearken::second_hearing::{hear_until_complete, misses_something};
 use hearken::{audio, millis, stt, vad};
 
 /// Arguments of `hearken process`.
@@ -23,7 +23,7 @@ pub struct ProcessArgs {
     stt_model: Option<PathBuf>,
     #[command(flatten)]
     engine: crate::cli::interpret::EngineArgs,
-    /// Transcribe each utterance once: no second, primed transcription when the
+    /// Transcribe each utterance once: no further, primed transcriptions when the
     /// first reading misses something (the daemon's `stt.retry_with_catalog_prompt = false`).
     #[arg(long)]
     single_pass: bool,
@@ -36,8 +36,8 @@ pub struct ProcessArgs {
 }
 
 /// Prints `{"file","start_ms","end_ms","text"[,"transcripts"],"commands","needs_confirmation","latency_ms":{"vad","stt","nlu","total"}}`
-/// per utterance (`transcripts`: both readings when a second, primed
-/// transcription was made), or `{"file","error"}`; exits 1 if any file or
+/// per utterance (`transcripts`: every reading when further, primed
+/// transcriptions were made), or `{"file","error"}`; exits 1 if any file or
 /// utterance failed.
 pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let catalog = match crate::load_catalog(&args.catalog) {
@@ -50,7 +50,11 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let whisper = stt::WhisperProcess::start(&crate::default_model(args.stt_model.clone())?, threads).await?;
     let stt_client = whisper.client(Duration::from_secs(30))?;
     let (_llama, chat) = args.engine.connect().await?;
-    let retry_prompt = (!args.single_pass).then(|| stt::catalog_prompt(&catalog));
+    let retry_prompts = if args.single_pass {
+        Vec::new()
+    } else {
+        vec![stt::catalog_prompt(&catalog), stt::catalog_sentences(&catalog)]
+    };
     let interpreter = Interpreter::new(catalog, chat, args.engine.config());
     interpreter.warm_up().await?;
     let mut failed = false;
@@ -77,19 +81,26 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
                         let mut line = json!({"file": file, "start_ms": segment.start_ms, "end_ms": segment.end_ms,
                                               "text": transcript.text});
                         let (mut stt_latency, mut nlu_latency) = (transcript.latency, result.latency);
-                        if let (true, Some(prompt)) = (misses_something(&transcript.text, &result), &retry_prompt) {
+                        if misses_something(&transcript.text, &result) && !retry_prompts.is_empty() {
                             let request_of = |text: &str| Some(text.to_owned());
-                            if let Some(second) =
-                                hear_again(&stt_client, &interpreter, &segment.samples, prompt, request_of).await
-                            {
-                                stt_latency += second.stt_latency;
-                                nlu_latency += second.interpretation.as_ref().map_or(Duration::ZERO, |i| i.latency);
-                                line["transcripts"] = json!([transcript.text, second.text]);
-                                if let Some((text, better)) = second.better_than(&result) {
-                                    line["text"] = json!(text);
-                                    result = better;
-                                }
+                            let first = (transcript.text.clone(), result);
+                            let again = hear_until_complete(
+                                &stt_client,
+                                &interpreter,
+                                &segment.samples,
+                                &retry_prompts,
+                                &transcript.text,
+                                first,
+                                request_of,
+                            )
+                            .await;
+                            stt_latency += again.stt_latency;
+                            nlu_latency += again.nlu_latency;
+                            if again.transcripts.len() > 1 {
+                                line["transcripts"] = json!(again.transcripts);
+                                line["text"] = json!(again.text);
                             }
+                            result = again.interpretation;
                         }
                         line["commands"] = json!(result.commands);
                         line["needs_confirmation"] = json!(result.needs_confirmation);

@@ -179,8 +179,11 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         dispatch: dispatch_tx,
         link: link.clone(),
         stt_prompt: config.stt.prompt_from_catalog.then(|| crate::stt::catalog_prompt(&catalog)),
-        stt_retry_prompt: (config.stt.retry_with_catalog_prompt && !config.stt.prompt_from_catalog)
-            .then(|| crate::stt::catalog_prompt(&catalog)),
+        stt_retry_prompts: if config.stt.retry_with_catalog_prompt && !config.stt.prompt_from_catalog {
+            vec![crate::stt::catalog_prompt(&catalog), crate::stt::catalog_sentences(&catalog)]
+        } else {
+            Vec::new()
+        },
     };
     let mut worker = tokio::spawn(worker.run(utterances_rx, control_rx));
 

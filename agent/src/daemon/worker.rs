@@ -23,7 +23,7 @@ use crate::command::Command;
 use crate::config::{ActivationMode, Config};
 use crate::nlu::client::ChatClient;
 use crate::nlu::{Interpreter, NluError};
-use crate::second_hearing::{hear_again, misses_something};
+use crate::second_hearing::{hear_until_complete, misses_something};
 use crate::stt::SttClient;
 use crate::{events, millis};
 
@@ -58,9 +58,9 @@ pub struct Worker {
     pub link: crate::mqtt::CommandLink,
     /// The recognizer's initial prompt: the catalog's names, so it hears "porch light", not "boat light".
     pub stt_prompt: Option<String>,
-    /// The prompt of the second transcription of an utterance whose first reading
-    /// misses something (see [`crate::second_hearing`]); `None`: no second transcription.
-    pub stt_retry_prompt: Option<String>,
+    /// The prompts of further transcriptions of an utterance whose first reading
+    /// misses something, in order (see [`crate::second_hearing`]); empty: none.
+    pub stt_retry_prompts: Vec<String>,
 }
 
 struct State {
@@ -228,30 +228,33 @@ impl Worker {
         self.metrics.observe("nlu", interpretation.latency);
         let mut nlu_latency = interpretation.latency;
 
-        // Something not heard: a second, primed transcription.
-        if let (true, Some(prompt), Some((_, client))) =
-            (misses_something(&request, &interpretation), &self.stt_retry_prompt, &state.stt_client)
+        // Something not heard: further, primed transcriptions.
+        if let (true, Some((_, client))) =
+            (misses_something(&request, &interpretation) && !self.stt_retry_prompts.is_empty(), &state.stt_client)
         {
             let request_of = |text: &str| Some(self.request_after_activation(text));
-            if let Some(second) =
-                hear_again(client, &self.interpreter, &heard.segment.samples, prompt, request_of).await
-            {
-                self.metrics.observe("stt_retry", second.stt_latency);
-                latency["stt"] = json!(millis(transcript.latency + second.stt_latency));
-                latency["stt_retry"] = json!(millis(second.stt_latency));
-                report.insert("transcripts".into(), json!([transcript.text, second.text]));
-                if let Some(i) = &second.interpretation {
-                    nlu_latency += i.latency;
-                }
-                match second.better_than(&interpretation) {
-                    Some((text, better)) => {
-                        self.metrics.count("stt_retries", "used");
-                        report.insert("text".into(), json!(text));
-                        interpretation = better;
-                    }
-                    None => self.metrics.count("stt_retries", "unused"),
-                }
+            let samples = &heard.segment.samples;
+            let first = (transcript.text.clone(), interpretation);
+            let again = hear_until_complete(
+                client,
+                &self.interpreter,
+                samples,
+                &self.stt_retry_prompts,
+                &request,
+                first,
+                request_of,
+            )
+            .await;
+            if again.transcripts.len() > 1 {
+                self.metrics.observe("stt_retry", again.stt_latency);
+                self.metrics.count("stt_retries", if again.text == transcript.text { "unused" } else { "used" });
+                latency["stt"] = json!(millis(transcript.latency + again.stt_latency));
+                latency["stt_retry"] = json!(millis(again.stt_latency));
+                report.insert("transcripts".into(), json!(again.transcripts));
+                report.insert("text".into(), json!(again.text));
             }
+            nlu_latency += again.nlu_latency;
+            interpretation = again.interpretation;
         }
         latency["nlu"] = json!(millis(nlu_latency));
         let confirm: Vec<Command> = interpretation.needs_confirmation.clone();
