@@ -51,6 +51,12 @@ pub fn misses_something(request: &str, interpretation: &Interpretation) -> bool 
     interpretation.commands.len() < clauses
 }
 
+/// The prompts of the further hearings for a catalog, in the order they are
+/// tried: the names, then one example request per device.
+pub fn prompts(catalog: &crate::catalog::Catalog) -> Vec<String> {
+    vec![crate::stt::catalog_prompt(catalog), crate::stt::catalog_sentences(catalog)]
+}
+
 /// What hearing an utterance again gave.
 #[derive(Debug)]
 pub struct Rehearing {
@@ -69,7 +75,8 @@ pub struct Rehearing {
 /// Hears `samples` again with each of `prompts` in turn while the reading in
 /// use misses something of `request` (the first reading's request), keeping
 /// a reading only when it yields more commands. `request_of` makes the
-/// request of a further transcript (`None`: not a request).
+/// request of a further transcript (`None`: not a request). A first reading
+/// that misses nothing, or no prompts, leave `transcripts` at one: the first.
 pub async fn hear_until_complete(
     stt: &SttClient,
     interpreter: &Interpreter,

@@ -54,16 +54,7 @@ pub fn catalog_prompt(catalog: &crate::catalog::Catalog) -> String {
             }
         }
     }
-    let mut prompt = String::new();
-    for name in names {
-        if prompt.len() + name.len() > 400 {
-            break;
-        }
-        if !prompt.is_empty() {
-            prompt.push_str(", ");
-        }
-        prompt.push_str(name);
-    }
+    let mut prompt = join_capped(names.into_iter().map(str::to_owned), ", ");
     prompt.push('.');
     prompt
 }
@@ -73,24 +64,34 @@ pub fn catalog_prompt(catalog: &crate::catalog::Catalog) -> String {
 /// action that takes no value; capped like [`catalog_prompt`]. Primed this way
 /// whisper hears some utterances that the names alone do not recover.
 pub fn catalog_sentences(catalog: &crate::catalog::Catalog) -> String {
-    let mut prompt = String::new();
-    for device in &catalog.devices {
-        let action = device.actions.iter().find(|a| !a.starts_with("set_")).or(device.actions.first());
-        let Some(action) = action else { continue };
+    let sentences = catalog.devices.iter().filter_map(|device| {
+        let action = device.actions.iter().find(|a| !a.starts_with("set_")).or(device.actions.first())?;
         let mut verb = action.replace('_', " ");
         if let Some(first) = verb.get(..1) {
             verb = first.to_uppercase() + &verb[1..];
         }
-        let sentence = format!("{verb} the {}.", device.name);
-        if prompt.len() + sentence.len() > 400 {
+        Some(format!("{verb} the {}.", device.name))
+    });
+    join_capped(sentences, " ")
+}
+
+/// Longest prompt text: well inside whisper's prompt window (224 tokens).
+const PROMPT_CAP_BYTES: usize = 400;
+
+/// Joins `parts` with `separator`, stopping before the part that would take
+/// the text past [`PROMPT_CAP_BYTES`].
+fn join_capped(parts: impl Iterator<Item = String>, separator: &str) -> String {
+    let mut text = String::new();
+    for part in parts {
+        if text.len() + part.len() > PROMPT_CAP_BYTES {
             break;
         }
-        if !prompt.is_empty() {
-            prompt.push(' ');
+        if !text.is_empty() {
+            text.push_str(separator);
         }
-        prompt.push_str(&sentence);
+        text.push_str(&part);
     }
-    prompt
+    text
 }
 
 /// One transcription.

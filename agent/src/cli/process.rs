@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use hearken::nlu::Interpreter;
-use hearken::second_hearing::{hear_until_complete, misses_something};
+use hearken::second_hearing::hear_until_complete;
 use hearken::{audio, millis, stt, vad};
 
 /// Arguments of `hearken process`.
@@ -50,11 +50,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let whisper = stt::WhisperProcess::start(&crate::default_model(args.stt_model.clone())?, threads).await?;
     let stt_client = whisper.client(Duration::from_secs(30))?;
     let (_llama, chat) = args.engine.connect().await?;
-    let retry_prompts = if args.single_pass {
-        Vec::new()
-    } else {
-        vec![stt::catalog_prompt(&catalog), stt::catalog_sentences(&catalog)]
-    };
+    let retry_prompts = if args.single_pass { Vec::new() } else { hearken::second_hearing::prompts(&catalog) };
     let interpreter = Interpreter::new(catalog, chat, args.engine.config());
     interpreter.warm_up().await?;
     let mut failed = false;
@@ -77,31 +73,29 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.to_string()),
                 Ok(transcript) => match interpreter.interpret(&transcript.text).await {
                     Err(e) => Err(e.to_string()),
-                    Ok(mut result) => {
+                    Ok(result) => {
                         let mut line = json!({"file": file, "start_ms": segment.start_ms, "end_ms": segment.end_ms,
                                               "text": transcript.text});
                         let (mut stt_latency, mut nlu_latency) = (transcript.latency, result.latency);
-                        if misses_something(&transcript.text, &result) && !retry_prompts.is_empty() {
-                            let request_of = |text: &str| Some(text.to_owned());
-                            let first = (transcript.text.clone(), result);
-                            let again = hear_until_complete(
-                                &stt_client,
-                                &interpreter,
-                                &segment.samples,
-                                &retry_prompts,
-                                &transcript.text,
-                                first,
-                                request_of,
-                            )
-                            .await;
-                            stt_latency += again.stt_latency;
-                            nlu_latency += again.nlu_latency;
-                            if again.transcripts.len() > 1 {
-                                line["transcripts"] = json!(again.transcripts);
-                                line["text"] = json!(again.text);
-                            }
-                            result = again.interpretation;
+                        let request_of = |text: &str| Some(text.to_owned());
+                        let first = (transcript.text.clone(), result);
+                        let again = hear_until_complete(
+                            &stt_client,
+                            &interpreter,
+                            &segment.samples,
+                            &retry_prompts,
+                            &transcript.text,
+                            first,
+                            request_of,
+                        )
+                        .await;
+                        stt_latency += again.stt_latency;
+                        nlu_latency += again.nlu_latency;
+                        if again.transcripts.len() > 1 {
+                            line["transcripts"] = json!(again.transcripts);
+                            line["text"] = json!(again.text);
                         }
+                        let result = again.interpretation;
                         line["commands"] = json!(result.commands);
                         line["needs_confirmation"] = json!(result.needs_confirmation);
                         line["latency_ms"] = json!({"vad": vad_ms, "stt": millis(stt_latency), "nlu": millis(nlu_latency),

@@ -89,7 +89,7 @@ impl Metrics {
                 "utterances" => ("outcome", "Utterances by what became of them."),
                 "commands" => ("outcome", "Commands by outcome."),
                 "confirmations" => ("decision", "Confirmation decisions."),
-                "stt_retries" => ("outcome", "Second, primed transcriptions, by whether their reading was used."),
+                "stt_retries" => ("outcome", "Utterances heard again (primed), by whether a further reading was used."),
                 _ => ("kind", "Events."),
             };
             if *name != last {

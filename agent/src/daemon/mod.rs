@@ -180,7 +180,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         link: link.clone(),
         stt_prompt: config.stt.prompt_from_catalog.then(|| crate::stt::catalog_prompt(&catalog)),
         stt_retry_prompts: if config.stt.retry_with_catalog_prompt && !config.stt.prompt_from_catalog {
-            vec![crate::stt::catalog_prompt(&catalog), crate::stt::catalog_sentences(&catalog)]
+            crate::second_hearing::prompts(&catalog)
         } else {
             Vec::new()
         },

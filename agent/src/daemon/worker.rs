@@ -23,7 +23,7 @@ use crate::command::Command;
 use crate::config::{ActivationMode, Config};
 use crate::nlu::client::ChatClient;
 use crate::nlu::{Interpreter, NluError};
-use crate::second_hearing::{hear_until_complete, misses_something};
+use crate::second_hearing::hear_until_complete;
 use crate::stt::SttClient;
 use crate::{events, millis};
 
@@ -229,9 +229,7 @@ impl Worker {
         let mut nlu_latency = interpretation.latency;
 
         // Something not heard: further, primed transcriptions.
-        if let (true, Some((_, client))) =
-            (misses_something(&request, &interpretation) && !self.stt_retry_prompts.is_empty(), &state.stt_client)
-        {
+        if let Some((_, client)) = &state.stt_client {
             let request_of = |text: &str| Some(self.request_after_activation(text));
             let samples = &heard.segment.samples;
             let first = (transcript.text.clone(), interpretation);
