@@ -4,9 +4,13 @@
 //! never silently falls back to a default. Secrets (broker password, engine
 //! tokens) come from files or the environment and are never printed.
 
+mod online;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use online::{OnlineConfig, OnlineEndpointConfig, Privacy, RetryConfig};
 
 use crate::mqtt::BrokerOptions;
 
@@ -87,6 +91,9 @@ pub struct Config {
     /// Stopping.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Handing work to online APIs when the box is busy or an engine is down (off by default).
+    #[serde(default)]
+    pub online: OnlineConfig,
 }
 
 /// The MQTT broker and its credentials.
@@ -394,6 +401,9 @@ impl Config {
         if self.engines.health_interval_ms == 0 {
             return invalid("engines.health_interval_ms", "must be above 0");
         }
+        if let Err((field, message)) = self.online.check() {
+            return invalid(&field, message);
+        }
         if let Some(listen) = &self.metrics.listen {
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 return invalid("metrics.listen", "must be host:port, e.g. 127.0.0.1:9464");
@@ -410,6 +420,7 @@ impl Config {
         };
         resolve(&mut self.catalog);
         resolve(&mut self.audit.path);
+        self.online.resolve_paths(base);
         for p in [
             &mut self.audio.file,
             &mut self.broker.password_file,

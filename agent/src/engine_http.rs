@@ -1,17 +1,23 @@
 //! What both inference engines (`hearken-whisper`, `hearken-llama`) share on
 //! the server side: the bearer token, the loopback-or-Unix-socket rule, the
-//! OpenAI-shaped error body and the first stdout line that tells a
-//! supervisor where the engine listens. One place, so the two engines
-//! cannot drift apart on who they let in.
+//! OpenAI-shaped error body, the first stdout line that tells a supervisor
+//! where the engine listens, the traffic counts on `/stats`, and the remote-API
+//! simulation (`--delay-ms`, `--fault`) that lets an engine stand in for an
+//! online API in tests and benchmarks. One place, so the two engines cannot
+//! drift apart on who they let in.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -74,12 +80,63 @@ fn tokens_match(given: &str, expected: &str) -> bool {
     given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// A fault an engine injects in place of every API answer, so that tests of
+/// the online fallback meet real HTTP failures from a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// 429 Too Many Requests (a rate-limited API).
+    Status429,
+    /// 500 Internal Server Error.
+    Status500,
+    /// 200 with a body that is not JSON.
+    MalformedJson,
+    /// 200 with JSON in the wrong shape: `text` is not a string, and the chat
+    /// content commands a device no catalog has.
+    OffSchema,
+}
+
+/// Flags that make an engine behave like a remote API: a fixed delay per
+/// request (the network) and, optionally, a fault instead of every answer.
+/// For tests and benchmarks of the online fallback; off by default.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RemoteSimulation {
+    /// Wait this long before answering each API request (simulates a remote API's round trip).
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Answer every API request with this fault instead (tests of the online fallback).
+    #[arg(long, value_enum)]
+    pub fault: Option<Fault>,
+}
+
+/// What reached this engine: shown on `/stats`, so a test can prove that
+/// nothing was sent to an endpoint (zero connections), not merely that
+/// nothing was answered. One engine per process, so one count per process.
+struct Traffic {
+    connections: AtomicU64,
+    requests: AtomicU64,
+}
+
+static TRAFFIC: Traffic = Traffic { connections: AtomicU64::new(0), requests: AtomicU64::new(0) };
+
+fn count_connection<T>(_: &mut T) {
+    TRAFFIC.connections.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn stats() -> Json<serde_json::Value> {
+    Json(json!({
+        "connections": TRAFFIC.connections.load(Ordering::Relaxed),
+        "requests": TRAFFIC.requests.load(Ordering::Relaxed),
+    }))
+}
+
 struct TokenCheck {
     token: String,
     max_body_bytes: usize,
+    simulation: RemoteSimulation,
 }
 
 async fn require_token(State(check): State<Arc<TokenCheck>>, request: Request, next: Next) -> Response {
+    TRAFFIC.requests.fetch_add(1, Ordering::Relaxed);
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -87,7 +144,16 @@ async fn require_token(State(check): State<Arc<TokenCheck>>, request: Request, n
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if tokens_match(given, &check.token) {
-        next.run(request).await
+        if check.simulation.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(check.simulation.delay_ms)).await;
+        }
+        match check.simulation.fault {
+            None => next.run(request).await,
+            Some(fault) => {
+                let _ = axum::body::to_bytes(request.into_body(), check.max_body_bytes).await;
+                injected(fault)
+            }
+        }
     } else {
         // Read (and drop) the upload first, so the client gets the 401 rather
         // than a connection reset in the middle of sending its body.
@@ -96,21 +162,41 @@ async fn require_token(State(check): State<Arc<TokenCheck>>, request: Request, n
     }
 }
 
-/// Puts every route of `router` behind the bearer token.
+/// The answer an injected fault gives.
+fn injected(fault: Fault) -> Response {
+    match fault {
+        Fault::Status429 => api_error(StatusCode::TOO_MANY_REQUESTS, "rate limited (injected fault)"),
+        Fault::Status500 => api_error(StatusCode::INTERNAL_SERVER_ERROR, "server error (injected fault)"),
+        Fault::MalformedJson => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"choices\": [").into_response()
+        }
+        Fault::OffSchema => {
+            let content = json!({"intent": "control", "commands": [{"device": "no_such_device", "action": "explode"}]});
+            Json(json!({"text": 42, "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}}]}))
+                .into_response()
+        }
+    }
+}
+
+/// Puts every route of `router` behind the bearer token (and, for tests and
+/// benchmarks, the remote-API `simulation`), counting each request on `/stats`.
 pub fn require_bearer<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     token: String,
     max_body_bytes: usize,
+    simulation: RemoteSimulation,
 ) -> Router<S> {
-    let check = Arc::new(TokenCheck { token, max_body_bytes });
+    let check = Arc::new(TokenCheck { token, max_body_bytes, simulation });
     router.layer(axum::middleware::from_fn_with_state(check, require_token))
 }
 
-/// Serves `router` on `listen` (a loopback `address:port`, port 0 for a free
-/// one, or `unix:/path`) until SIGINT/SIGTERM. Before serving it prints one
-/// JSON line `{"engine", "listening", …info}` on stdout: how a supervisor
-/// learns the bound address.
+/// Serves `router`, plus `GET /stats` (connections and API requests so far),
+/// on `listen` (a loopback `address:port`, port 0 for a free one, or
+/// `unix:/path`) until SIGINT/SIGTERM. Before serving it prints one JSON line
+/// `{"engine", "listening", …info}` on stdout: how a supervisor learns the
+/// bound address.
 pub async fn serve(router: Router, listen: &str, engine: &str, info: serde_json::Value) -> Result<(), EngineHttpError> {
+    let router = router.route("/stats", get(stats));
     let announce = |address: String| {
         let mut line = json!({"engine": engine, "listening": address});
         if let (Some(line), Some(info)) = (line.as_object_mut(), info.as_object()) {
@@ -121,7 +207,7 @@ pub async fn serve(router: Router, listen: &str, engine: &str, info: serde_json:
     let serve_error = |source| EngineHttpError::Serve { address: listen.to_owned(), source };
     if let Some(path) = listen.strip_prefix("unix:") {
         let _ = std::fs::remove_file(path);
-        let listener = tokio::net::UnixListener::bind(path).map_err(serve_error)?;
+        let listener = tokio::net::UnixListener::bind(path).map_err(serve_error)?.tap_io(count_connection);
         announce(listen.to_owned());
         return axum::serve(listener, router)
             .with_graceful_shutdown(crate::shutdown_signal())
@@ -134,6 +220,7 @@ pub async fn serve(router: Router, listen: &str, engine: &str, info: serde_json:
     }
     let listener = tokio::net::TcpListener::bind(address).await.map_err(serve_error)?;
     announce(listener.local_addr().map_err(serve_error)?.to_string());
+    let listener = listener.tap_io(count_connection);
     axum::serve(listener, router).with_graceful_shutdown(crate::shutdown_signal()).await.map_err(serve_error)
 }
 

@@ -43,6 +43,7 @@ pub mod host;
 pub mod models;
 pub mod mqtt;
 pub mod nlu;
+pub mod online;
 pub mod protocol;
 pub mod schema;
 pub mod second_hearing;

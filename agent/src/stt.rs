@@ -37,6 +37,12 @@ pub enum SttError {
         /// Why it is unreadable.
         reason: String,
     },
+    /// The answer is JSON, but without the transcript where the API puts it.
+    #[error("speech engine {url} sent an answer without a string \"text\"")]
+    OffSchema {
+        /// The server.
+        url: String,
+    },
     /// The engine process could not be started.
     #[error("{0}")]
     Spawn(String),
@@ -130,6 +136,17 @@ impl SttClient {
         })
     }
 
+    /// The same client naming `model` in requests (an online API's model; hearken's engine ignores it).
+    pub fn with_model(mut self, model: &str) -> SttClient {
+        self.model = model.to_owned();
+        self
+    }
+
+    /// The server's base URL (for reports; never the key).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// Transcribes 16 kHz mono samples; `prompt` primes the vocabulary.
     pub async fn transcribe(&self, samples: &[f32], prompt: Option<&str>) -> Result<SttResult, SttError> {
         let url = format!("{}/v1/audio/transcriptions", self.base_url);
@@ -166,9 +183,7 @@ impl SttClient {
         }
         let value: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| SttError::BadAnswer { url: url.clone(), reason: e.to_string() })?;
-        let text = value["text"]
-            .as_str()
-            .ok_or_else(|| SttError::BadAnswer { url: url.clone(), reason: "no \"text\" field".to_owned() })?;
+        let text = value["text"].as_str().ok_or_else(|| SttError::OffSchema { url: url.clone() })?;
         Ok(SttResult { text: text.trim().to_owned(), latency })
     }
 

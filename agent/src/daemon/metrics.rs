@@ -50,8 +50,14 @@ impl Metrics {
 
     /// Adds one to a counter with one label value, e.g. (`commands`, `acknowledged`).
     pub fn count(&self, counter: &'static str, label: &str) {
+        self.count_with(counter, &[(describe(counter).0, label)]);
+    }
+
+    /// Adds one to a counter with several labels, e.g. (`routes`, stage, where, reason).
+    pub fn count_with(&self, counter: &'static str, labels: &[(&str, &str)]) {
+        let rendered: Vec<String> = labels.iter().map(|(name, value)| format!("{name}=\"{value}\"")).collect();
         let mut all = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        *all.entry((counter, label.to_owned())).or_default() += 1;
+        *all.entry((counter, rendered.join(","))).or_default() += 1;
     }
 
     /// Sets the restart count of an engine (read from its supervisor).
@@ -84,19 +90,13 @@ impl Metrics {
         }
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let mut last = "";
-        for ((name, label), value) in counters.iter() {
-            let (label_name, help) = match *name {
-                "utterances" => ("outcome", "Utterances by what became of them."),
-                "commands" => ("outcome", "Commands by outcome."),
-                "confirmations" => ("decision", "Confirmation decisions."),
-                "stt_retries" => ("outcome", "Utterances heard again (primed), by whether a further reading was used."),
-                _ => ("kind", "Events."),
-            };
+        for ((name, labels), value) in counters.iter() {
             if *name != last {
+                let help = describe(name).1;
                 out.push_str(&format!("# HELP hearken_{name}_total {help}\n# TYPE hearken_{name}_total counter\n"));
                 last = name;
             }
-            out.push_str(&format!("hearken_{name}_total{{{label_name}=\"{label}\"}} {value}\n"));
+            out.push_str(&format!("hearken_{name}_total{{{labels}}} {value}\n"));
         }
         out.push_str(
             "# HELP hearken_audio_dropped_utterances_total Utterances dropped because the engines were busy.\n",
@@ -129,6 +129,19 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// A counter's label name (when it has one) and help text.
+fn describe(counter: &str) -> (&'static str, &'static str) {
+    match counter {
+        "utterances" => ("outcome", "Utterances by what became of them."),
+        "commands" => ("outcome", "Commands by outcome."),
+        "confirmations" => ("decision", "Confirmation decisions."),
+        "stt_retries" => ("outcome", "Utterances heard again (primed), by whether a further reading was used."),
+        "routes" => ("reason", "Routing decisions by stage, place (local, online) and reason."),
+        "online_attempts" => ("outcome", "Online API tries by stage, endpoint and outcome (sent or skipped)."),
+        _ => ("kind", "Events."),
     }
 }
 

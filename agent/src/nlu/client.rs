@@ -77,6 +77,26 @@ pub struct ChatClient {
     base_url: String,
     token: Option<String>,
     model: String,
+    params: ChatParams,
+}
+
+/// The sampling parameters a client sends. The local engine gets the
+/// defaults; an online model gets what `[online.intent]` maps them to
+/// (docs/online.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChatParams {
+    /// `temperature` (the local engine is greedy whatever it says).
+    pub temperature: f64,
+    /// `response_format.json_schema.strict`.
+    pub strict: bool,
+    /// `max_tokens` instead of the caller's per-request value, when set.
+    pub max_tokens: Option<u32>,
+}
+
+impl Default for ChatParams {
+    fn default() -> Self {
+        ChatParams { temperature: 0.0, strict: true, max_tokens: None }
+    }
 }
 
 impl ChatClient {
@@ -89,7 +109,24 @@ impl ChatClient {
             .timeout(timeout)
             .build()
             .map_err(|e| ChatError::Unreachable { url: base_url.to_owned(), reason: e.to_string() })?;
-        Ok(ChatClient { http, base_url: base_url.trim_end_matches('/').to_owned(), token, model: model.to_owned() })
+        Ok(ChatClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token,
+            model: model.to_owned(),
+            params: ChatParams::default(),
+        })
+    }
+
+    /// The same client sending `params` instead of the defaults.
+    pub fn with_params(mut self, params: ChatParams) -> ChatClient {
+        self.params = params;
+        self
+    }
+
+    /// The server's base URL (for reports; never the key).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     /// Asks for a completion whose content must match `schema` (when given).
@@ -104,12 +141,13 @@ impl ChatClient {
         let mut body = json!({
             "model": self.model,
             "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": 0,
+            "max_tokens": self.params.max_tokens.unwrap_or(max_tokens),
+            "temperature": self.params.temperature,
         });
         if let Some(schema) = schema {
+            let strict = self.params.strict;
             body["response_format"] =
-                json!({"type": "json_schema", "json_schema": {"name": "commands", "strict": true, "schema": schema}});
+                json!({"type": "json_schema", "json_schema": {"name": "commands", "strict": strict, "schema": schema}});
         }
         let mut request = self.http.post(&url).json(&body);
         if let Some(token) = &self.token {

@@ -215,8 +215,25 @@ impl Interpreter {
         Ok(())
     }
 
-    /// Interprets one utterance.
+    /// Interprets one utterance, asking the local engine when the words leave something open.
     pub async fn interpret(&self, text: &str) -> Result<Interpretation, NluError> {
+        self.interpret_via(text, &self.client()).await
+    }
+
+    /// The catalog devices an utterance names, by id, as far as the words
+    /// tell (before any model): what a per-device privacy policy is checked
+    /// against before the text may leave the box.
+    pub fn named_devices(&self, text: &str) -> Vec<String> {
+        match self.plan(text) {
+            Plan::NoCommand(_) => Vec::new(),
+            Plan::Ask(plan) => plan.order.iter().map(|d| self.catalog.devices[*d].id.clone()).collect(),
+        }
+    }
+
+    /// Interprets one utterance, asking the model behind `client` (an online
+    /// API, say) when the words leave something open. Its answer is validated
+    /// against the catalog like the local engine's.
+    pub async fn interpret_via(&self, text: &str, client: &ChatClient) -> Result<Interpretation, NluError> {
         let started = Instant::now();
         let mut result = Interpretation {
             text: text.to_owned(),
@@ -241,8 +258,7 @@ impl Interpreter {
             let schema =
                 crate::schema::utterance_schema(&candidates, &plan.numbers, candidates.len().min(MAX_COMMANDS));
             let messages = prompt::messages(&self.catalog, &plan.request);
-            let reply = self
-                .client()
+            let reply = client
                 .complete(&messages, self.config.constrain.then_some(&schema), self.config.max_tokens)
                 .await?;
             result.asked_model = true;

@@ -45,6 +45,9 @@ struct Args {
     /// File holding the bearer token clients must send (or set HEARKEN_ENGINE_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Behave like a remote API (tests and benchmarks of the online fallback).
+    #[command(flatten)]
+    remote: engine_http::RemoteSimulation,
     /// Threads for generating tokens one at a time (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -88,15 +91,16 @@ fn main() -> anyhow::Result<()> {
     let engine = Arc::new(Engine { generator: Mutex::new(generator), model_name });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let info = json!({"threads": threads, "threads_batch": threads_batch, "ctx_size": args.ctx_size});
-    runtime.block_on(engine_http::serve(app(engine, token), &args.listen, "hearken-llama", info))?;
+    runtime.block_on(engine_http::serve(app(engine, token, args.remote.clone()), &args.listen, "hearken-llama", info))?;
     Ok(())
 }
 
-fn app(engine: Arc<Engine>, token: String) -> Router {
+fn app(engine: Arc<Engine>, token: String, remote: engine_http::RemoteSimulation) -> Router {
     let protected = engine_http::require_bearer(
         Router::new().route("/v1/chat/completions", post(chat_completions)),
         token,
         MAX_BODY_BYTES,
+        remote,
     );
     Router::new()
         .route("/health", get(health))

@@ -40,6 +40,9 @@ struct Args {
     /// File holding the bearer token clients must send (or set HEARKEN_ENGINE_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Behave like a remote API (tests and benchmarks of the online fallback).
+    #[command(flatten)]
+    remote: engine_http::RemoteSimulation,
     /// Inference threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -64,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     let engine = Arc::new(Engine { transcriber, model_name });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     runtime.block_on(engine_http::serve(
-        app(engine, token),
+        app(engine, token, args.remote.clone()),
         &args.listen,
         "hearken-whisper",
         json!({"threads": threads}),
@@ -72,11 +75,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn app(engine: Arc<Engine>, token: String) -> Router {
+fn app(engine: Arc<Engine>, token: String, remote: engine_http::RemoteSimulation) -> Router {
     let protected = engine_http::require_bearer(
         Router::new().route("/v1/audio/transcriptions", post(transcriptions)),
         token,
         MAX_BODY_BYTES,
+        remote,
     );
     Router::new()
         .route("/health", get(health))

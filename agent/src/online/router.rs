@@ -1,0 +1,293 @@
+//! The resource router: for each utterance and stage, local or online, from
+//! live signals — the local engines' health, the utterances ahead on them
+//! against their measured service time and the utterance's latency budget,
+//! and host pressure (CPU, memory, GPU memory) — within what the privacy
+//! policy allows. Every decision carries its reason into the audit record
+//! and the metrics.
+//!
+//! The two local engines share one lane ([`LocalLane`]): two ggml
+//! processes computing at once on a small box collapse, so local work for
+//! different utterances never overlaps.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::OnlineConfig;
+use crate::host::Pressure;
+
+/// Where a stage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Place {
+    /// On the box's own engine.
+    Local,
+    /// On the online API.
+    Online,
+}
+
+/// One routing decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// Where.
+    #[serde(rename = "where")]
+    pub place: Place,
+    /// Why: `within_budget`, `online_off`, `privacy`, `device_local_only`,
+    /// `online_unavailable` (local); `local_down`, `over_budget`,
+    /// `cpu_pressure`, `memory_pressure`, `gpu_memory_pressure` (online).
+    pub reason: &'static str,
+}
+
+impl Route {
+    const fn local(reason: &'static str) -> Route {
+        Route { place: Place::Local, reason }
+    }
+
+    const fn online(reason: &'static str) -> Route {
+        Route { place: Place::Online, reason }
+    }
+}
+
+/// The live signals for one decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Signals {
+    /// Whether the stage's local engine is up (not crashed or restarting).
+    pub local_up: bool,
+    /// Predicted wait for the local lane: utterances ahead × their measured service time.
+    pub local_wait: Duration,
+    /// Measured local time of what is left of this utterance (both stages, or intent alone).
+    pub local_service: Duration,
+    /// End of speech → now.
+    pub elapsed: Duration,
+    /// The latest host reading.
+    pub pressure: Pressure,
+}
+
+/// The thresholds a decision weighs the signals against.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// End of speech → commands decided.
+    pub budget: Duration,
+    /// Load per core (1.0 = 100 %).
+    pub cpu_load: f64,
+    /// Share of memory in use.
+    pub memory_used: f64,
+    /// Share of GPU memory in use.
+    pub gpu_memory_used: f64,
+}
+
+impl Thresholds {
+    /// The thresholds of `[online]`.
+    pub fn of(config: &OnlineConfig) -> Thresholds {
+        Thresholds {
+            budget: Duration::from_millis(config.budget_ms),
+            cpu_load: config.cpu_threshold_percent / 100.0,
+            memory_used: config.memory_threshold_percent / 100.0,
+            gpu_memory_used: config.gpu_memory_threshold_percent / 100.0,
+        }
+    }
+}
+
+/// Decides one stage. `refusal` is why the stage may not go online (no
+/// endpoint, privacy, a local-only device, every breaker open), if it may not:
+/// then it stays local whatever the load, and waits for the lane or a
+/// restarting engine.
+pub fn decide(thresholds: &Thresholds, signals: &Signals, refusal: Option<&'static str>) -> Route {
+    if let Some(reason) = refusal {
+        return Route::local(reason);
+    }
+    if !signals.local_up {
+        return Route::online("local_down");
+    }
+    let over = |reading: Option<f64>, limit: f64| reading.is_some_and(|r| r >= limit);
+    if over(signals.pressure.memory_used, thresholds.memory_used) {
+        return Route::online("memory_pressure");
+    }
+    if over(signals.pressure.gpu_memory_used, thresholds.gpu_memory_used) {
+        return Route::online("gpu_memory_pressure");
+    }
+    if over(signals.pressure.cpu_load, thresholds.cpu_load) {
+        return Route::online("cpu_pressure");
+    }
+    let finish = signals.elapsed + signals.local_wait + signals.local_service;
+    if finish > thresholds.budget {
+        return Route::online("over_budget");
+    }
+    Route::local("within_budget")
+}
+
+/// First guesses of the local stage times, until utterances have been measured.
+const INITIAL_STT: Duration = Duration::from_millis(250);
+const INITIAL_INTENT: Duration = Duration::from_millis(50);
+
+/// The local engines' lane: one utterance computes on them at a time; the
+/// others wait in order. It knows how many are ahead and how long each takes.
+#[derive(Clone)]
+pub struct LocalLane {
+    inner: Arc<LaneInner>,
+}
+
+struct LaneInner {
+    permit: Arc<tokio::sync::Semaphore>,
+    ahead: AtomicUsize,
+    stt_us: AtomicU64,
+    intent_us: AtomicU64,
+    pressure: Mutex<Pressure>,
+}
+
+/// An utterance's turn on the local engines; dropping it lets the next one in.
+pub struct Turn {
+    lane: LocalLane,
+    // Never closed, so always held; `None` only if it were.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.lane.inner.ahead.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Default for LocalLane {
+    fn default() -> Self {
+        LocalLane {
+            inner: Arc::new(LaneInner {
+                permit: Arc::new(tokio::sync::Semaphore::new(1)),
+                ahead: AtomicUsize::new(0),
+                stt_us: AtomicU64::new(INITIAL_STT.as_micros() as u64),
+                intent_us: AtomicU64::new(INITIAL_INTENT.as_micros() as u64),
+                pressure: Mutex::new(Pressure::default()),
+            }),
+        }
+    }
+}
+
+impl LocalLane {
+    /// Utterances holding or waiting for the lane.
+    pub fn ahead(&self) -> usize {
+        self.inner.ahead.load(Ordering::Relaxed)
+    }
+
+    /// The measured local speech-to-text time (a moving average).
+    pub fn stt_service(&self) -> Duration {
+        Duration::from_micros(self.inner.stt_us.load(Ordering::Relaxed))
+    }
+
+    /// The measured local intent time (a moving average).
+    pub fn intent_service(&self) -> Duration {
+        Duration::from_micros(self.inner.intent_us.load(Ordering::Relaxed))
+    }
+
+    /// Predicted wait for a turn, with `ahead` utterances holding or waiting for it.
+    pub fn wait(&self, ahead: usize) -> Duration {
+        (self.stt_service() + self.intent_service()) * ahead as u32
+    }
+
+    /// Folds a measured local transcription time into its average (weight 1/4).
+    pub fn measured_stt(&self, took: Duration) {
+        fold(&self.inner.stt_us, took);
+    }
+
+    /// Folds a measured local intent time into its average (weight 1/4).
+    pub fn measured_intent(&self, took: Duration) {
+        fold(&self.inner.intent_us, took);
+    }
+
+    /// The latest host reading (the daemon's main loop refreshes it).
+    pub fn pressure(&self) -> Pressure {
+        *self.inner.pressure.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a host reading.
+    pub fn set_pressure(&self, pressure: Pressure) {
+        *self.inner.pressure.lock().unwrap_or_else(|p| p.into_inner()) = pressure;
+    }
+
+    /// Waits for the lane (counted as ahead of later utterances from now on).
+    pub async fn enter(&self) -> Turn {
+        self.inner.ahead.fetch_add(1, Ordering::Relaxed);
+        // Built before waiting, so a cancelled wait still takes itself off the count.
+        let mut turn = Turn { lane: self.clone(), _permit: None };
+        turn._permit = self.inner.permit.clone().acquire_owned().await.ok();
+        turn
+    }
+}
+
+fn fold(average_us: &AtomicU64, took: Duration) {
+    let old = average_us.load(Ordering::Relaxed);
+    average_us.store((old * 3 + took.as_micros() as u64) / 4, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thresholds() -> Thresholds {
+        Thresholds { budget: Duration::from_millis(400), cpu_load: 0.85, memory_used: 0.9, gpu_memory_used: 0.9 }
+    }
+
+    fn idle() -> Signals {
+        Signals {
+            local_up: true,
+            local_wait: Duration::ZERO,
+            local_service: Duration::from_millis(200),
+            elapsed: Duration::from_millis(10),
+            pressure: Pressure { cpu_load: Some(0.2), memory_used: Some(0.3), gpu_memory_used: None },
+        }
+    }
+
+    #[test]
+    fn an_idle_box_keeps_work_local() {
+        assert_eq!(decide(&thresholds(), &idle(), None), Route::local("within_budget"));
+    }
+
+    #[test]
+    fn work_the_lane_cannot_finish_within_the_budget_goes_online() {
+        let one_ahead = Signals { local_wait: Duration::from_millis(200), ..idle() };
+        assert_eq!(decide(&thresholds(), &one_ahead, None), Route::online("over_budget"));
+        let late = Signals { elapsed: Duration::from_millis(250), ..idle() };
+        assert_eq!(decide(&thresholds(), &late, None), Route::online("over_budget"));
+    }
+
+    #[test]
+    fn a_down_engine_and_host_pressure_send_work_online() {
+        assert_eq!(decide(&thresholds(), &Signals { local_up: false, ..idle() }, None), Route::online("local_down"));
+        let cpu = Signals { pressure: Pressure { cpu_load: Some(0.85), ..idle().pressure }, ..idle() };
+        assert_eq!(decide(&thresholds(), &cpu, None), Route::online("cpu_pressure"));
+        let memory = Signals { pressure: Pressure { memory_used: Some(0.95), ..idle().pressure }, ..idle() };
+        assert_eq!(decide(&thresholds(), &memory, None), Route::online("memory_pressure"));
+        let gpu = Signals { pressure: Pressure { gpu_memory_used: Some(0.91), ..idle().pressure }, ..idle() };
+        assert_eq!(decide(&thresholds(), &gpu, None), Route::online("gpu_memory_pressure"));
+        let unread = Signals { pressure: Pressure::default(), ..idle() };
+        assert_eq!(decide(&thresholds(), &unread, None), Route::local("within_budget"), "no reading is no pressure");
+    }
+
+    #[test]
+    fn a_refusal_keeps_work_local_even_when_the_engine_is_down() {
+        let down = Signals { local_up: false, local_wait: Duration::from_secs(1), ..idle() };
+        assert_eq!(decide(&thresholds(), &down, Some("privacy")), Route::local("privacy"));
+        assert_eq!(decide(&thresholds(), &down, Some("device_local_only")), Route::local("device_local_only"));
+    }
+
+    #[tokio::test]
+    async fn the_lane_counts_who_is_ahead_and_lets_one_in_at_a_time() {
+        let lane = LocalLane::default();
+        let first = lane.enter().await;
+        assert_eq!(lane.ahead(), 1);
+        let second_lane = lane.clone();
+        let second = tokio::spawn(async move { second_lane.enter().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(lane.ahead(), 2);
+        assert!(!second.is_finished(), "the second waits for the first");
+        drop(first);
+        let second = second.await.unwrap();
+        assert_eq!(lane.ahead(), 1);
+        drop(second);
+        assert_eq!(lane.ahead(), 0);
+        lane.measured_stt(Duration::from_millis(150));
+        assert_eq!(lane.stt_service(), Duration::from_millis(225));
+        assert_eq!(lane.wait(2), 2 * (Duration::from_millis(225) + lane.intent_service()));
+    }
+}
