@@ -165,6 +165,10 @@ enum BenchCommand {
     /// stream, a private Mosquitto and the simulator; per-stage median/p95 and the share of
     /// utterances whose acknowledged commands are exactly the expected ones.
     E2e(cli::demo::BenchE2eArgs),
+    /// Many utterances at once through the daemon, with and without the online fallback
+    /// (a stand-in online API: a second pair of engines adding a fixed delay per request):
+    /// end of speech → acknowledgement median/p95 and the local/online split.
+    Burst(cli::burst::BenchBurstArgs),
     /// VAD segmentation speed on one core.
     Vad {
         /// Runs over one minute of audio.
@@ -462,6 +466,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         TopCommand::Process(args) => runtime()?.block_on(cli::process::process(args)),
         TopCommand::Demo(args) => runtime()?.block_on(cli::demo::demo(args)),
         TopCommand::Bench(BenchCommand::E2e(args)) => runtime()?.block_on(cli::demo::bench_e2e(args)),
+        TopCommand::Bench(BenchCommand::Burst(args)) => runtime()?.block_on(cli::burst::bench_burst(args)),
         TopCommand::Interpret(args) => runtime()?.block_on(cli::interpret::interpret(args)),
         TopCommand::Bench(BenchCommand::Nlu(args)) => runtime()?.block_on(cli::interpret::bench_nlu(args)),
         TopCommand::Bench(BenchCommand::Vad { runs }) => {

@@ -53,14 +53,15 @@ pub struct BenchE2eArgs {
 }
 
 /// A broker, the simulated devices, and what the daemon reported.
-struct Stage {
+pub(crate) struct Stage {
     _broker: Option<Mosquitto>,
     broker_url: String,
-    simulator: Simulator,
+    pub(crate) simulator: Simulator,
 }
 
 impl Stage {
-    async fn start(catalog: &Path, broker: Option<String>) -> anyhow::Result<Stage> {
+    /// A private broker (unless `broker` is given) and the simulated devices of `catalog`.
+    pub(crate) async fn start(catalog: &Path, broker: Option<String>) -> anyhow::Result<Stage> {
         let (own, broker_url) = match broker {
             Some(url) => (None, url),
             None => {
@@ -79,6 +80,18 @@ impl Stage {
 
     /// Runs the daemon over `recording` (paced at real time) and returns its report lines.
     async fn run(&self, catalog: &Path, recording: &Path, audit: &Path, show: bool) -> anyhow::Result<Vec<Value>> {
+        self.run_with(catalog, recording, audit, show, |_| ()).await
+    }
+
+    /// Like `run`, with the daemon's configuration adjusted by `adjust` last.
+    pub(crate) async fn run_with(
+        &self,
+        catalog: &Path,
+        recording: &Path,
+        audit: &Path,
+        show: bool,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Vec<Value>> {
         let mut config =
             Config::parse(Path::new("(demo)"), &format!("catalog = {:?}\n", catalog.display().to_string()))?;
         config.broker.url = self.broker_url.clone();
@@ -90,6 +103,7 @@ impl Stage {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         config.stt.threads = threads;
         config.intent.threads = threads;
+        adjust(&mut config);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(64);
         let collector = tokio::spawn(async move {
             let mut lines = Vec::new();
@@ -169,9 +183,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// One expected utterance of a synthesized set.
 #[derive(serde::Deserialize)]
-struct E2eCase {
-    text: String,
-    commands: Vec<Command>,
+pub(crate) struct E2eCase {
+    /// What is said.
+    pub(crate) text: String,
+    /// The commands it should give.
+    pub(crate) commands: Vec<Command>,
     /// Sets that span catalogs (the intent dev set) say which one a case is for.
     catalog: Option<PathBuf>,
 }
@@ -182,38 +198,45 @@ struct E2eCase {
 pub async fn bench_e2e(args: BenchE2eArgs) -> anyhow::Result<ExitCode> {
     let stage = Stage::start(&args.catalog, None).await?;
     for set in &args.sets {
-        let text = std::fs::read_to_string(set).with_context(|| format!("cannot read {}", set.display()))?;
-        let all: Vec<E2eCase> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("{}: not JSON lines of {{text, commands}}", set.display()))?;
-        // Only this catalog's cases, and none that wait for a confirmation nobody gives.
-        let catalog = Catalog::load(&args.catalog)?;
-        let needs_confirmation = |c: &Command| catalog.device(&c.device).is_some_and(|d| d.confirm.contains(&c.action));
-        let total = all.len();
-        let cases: Vec<E2eCase> = all
-            .into_iter()
-            .filter(|case| case.catalog.as_ref().is_none_or(|c| c == &args.catalog))
-            .filter(|case| !case.commands.iter().any(needs_confirmation))
-            .collect();
+        let (cases, skipped) = load_cases(set, &args.catalog)?;
         let scratch = tempfile::tempdir()?;
         let (recording, spans) = synthesize(&cases, scratch.path(), args.gap_ms)?;
         let lines = stage.run(&args.catalog, &recording, &scratch.path().join("audit.log"), false).await?;
         let report = score(&cases, &spans, &lines, args.all_cases);
         let mut report = report;
         report["set"] = json!(set);
-        report["skipped"] = json!(total - cases.len());
+        report["skipped"] = json!(skipped);
         println!("{report}");
     }
     stage.simulator.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
+/// The cases of `set` for `catalog`, leaving out those that wait for a
+/// confirmation nobody gives; and how many were left out.
+pub(crate) fn load_cases(set: &Path, catalog_path: &Path) -> anyhow::Result<(Vec<E2eCase>, usize)> {
+    let text = std::fs::read_to_string(set).with_context(|| format!("cannot read {}", set.display()))?;
+    let all: Vec<E2eCase> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{}: not JSON lines of {{text, commands}}", set.display()))?;
+    let catalog = Catalog::load(catalog_path)?;
+    let needs_confirmation = |c: &Command| catalog.device(&c.device).is_some_and(|d| d.confirm.contains(&c.action));
+    let total = all.len();
+    let cases: Vec<E2eCase> = all
+        .into_iter()
+        .filter(|case| case.catalog.as_ref().is_none_or(|c| c == catalog_path))
+        .filter(|case| !case.commands.iter().any(needs_confirmation))
+        .collect();
+    let skipped = total - cases.len();
+    Ok((cases, skipped))
+}
+
 /// Speaks every case with espeak-ng into one 16 kHz stream with `gap_ms` of
 /// silence between; returns the stream and each case's span in milliseconds.
-fn synthesize(cases: &[E2eCase], dir: &Path, gap_ms: u64) -> anyhow::Result<(PathBuf, Vec<(u64, u64)>)> {
+pub(crate) fn synthesize(cases: &[E2eCase], dir: &Path, gap_ms: u64) -> anyhow::Result<(PathBuf, Vec<(u64, u64)>)> {
     let mut stream: Vec<f32> = vec![0.0; 16 * 500];
     let mut spans = Vec::new();
     for (i, case) in cases.iter().enumerate() {

@@ -41,6 +41,8 @@ use crate::models;
 use crate::mqtt::CommandLink;
 use crate::nlu::client::ChatClient;
 use crate::nlu::{Interpreter, InterpreterConfig};
+use crate::online::router::LocalLane;
+use crate::online::Online;
 use supervisor::{EngineSpec, Supervisor};
 
 /// Errors that stop the daemon (everything per utterance is reported and audited instead).
@@ -78,6 +80,9 @@ pub enum DaemonError {
     /// The VAD settings are invalid.
     #[error(transparent)]
     Vad(#[from] crate::vad::VadError),
+    /// The online fallback's settings are unusable (an API key file, a device id).
+    #[error("online: {0}")]
+    Online(String),
     /// The metrics endpoint cannot listen.
     #[error("metrics endpoint {address}: {source}")]
     Metrics {
@@ -162,6 +167,14 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     start.insert("activation".into(), json!(config.activation.mode));
     audit.append("daemon_start", start)?;
 
+    let online = if config.online.enabled() {
+        let online = Online::from_config(&config.online, &catalog)
+            .map_err(|e| DaemonError::Online(e.to_string()))?;
+        Some(Arc::new(online))
+    } else {
+        None
+    };
+    let lane = LocalLane::default();
     let (utterances_tx, utterances_rx) = mpsc::channel(config.audio.queue_utterances);
     let stop_source = Arc::new(AtomicBool::new(false));
     let source = source::spawn(config.audio.clone(), utterances_tx, stop_source.clone(), metrics.clone());
@@ -184,6 +197,8 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         } else {
             Vec::new()
         },
+        online: online.clone(),
+        lane: lane.clone(),
     };
     let mut worker = tokio::spawn(worker.run(utterances_rx, control_rx));
 
@@ -209,7 +224,9 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
                 }
                 metrics.set_restarts("stt", stt.restarts());
                 metrics.set_restarts("intent", intent.restarts());
-                metrics.set_host(crate::host::sample(gpu).await);
+                let pressure = crate::host::sample(gpu).await;
+                metrics.set_host(pressure);
+                lane.set_pressure(pressure);
                 let up = |s: &Supervisor| if s.endpoint().borrow().is_some() { "up" } else { "restarting" };
                 notifier.status(&format!("serving; stt {}, intent {}, broker {}", up(&stt), up(&intent),
                     if link.is_connected() { "connected" } else { "disconnected" }));

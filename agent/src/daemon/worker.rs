@@ -1,10 +1,17 @@
 //! The inference stage of the daemon: for each utterance, speech-to-text,
-//! activation, intent, and the confirmation policy, one utterance at a time
-//! (two ggml engines computing at once on a small box collapse). Inference
-//! runs in the engine processes; this task only awaits their HTTP answers,
-//! so the runtime never blocks. Commands go on to the MQTT stage.
+//! activation, intent, and the confirmation policy. Inference runs in the
+//! engine processes; this stage only awaits their HTTP answers, so the
+//! runtime never blocks. Commands go on to the MQTT stage.
+//!
+//! The local engines take one utterance at a time (two ggml engines
+//! computing at once on a small box collapse): the [`LocalLane`]. Without an
+//! online fallback utterances are handled one after another. With one,
+//! up to `online.max_concurrent` are handled at once: the router sends each
+//! stage that the lane cannot finish within the budget (or whose engine is
+//! down) online, and keeps the rest local.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -22,9 +29,11 @@ use crate::audit::AuditLog;
 use crate::command::Command;
 use crate::config::{ActivationMode, Config};
 use crate::nlu::client::ChatClient;
-use crate::nlu::{Interpreter, NluError};
+use crate::nlu::{Interpretation, Interpreter, NluError};
+use crate::online::router::{decide, LocalLane, Place, Route, Signals, Thresholds, Turn};
+use crate::online::{Attempt, Online};
 use crate::second_hearing::hear_until_complete;
-use crate::stt::SttClient;
+use crate::stt::{SttClient, SttResult};
 use crate::{events, millis};
 
 /// Commands waiting for a confirmation.
@@ -61,48 +70,102 @@ pub struct Worker {
     /// The prompts of further transcriptions of an utterance whose first reading
     /// misses something, in order (see [`crate::second_hearing`]); empty: none.
     pub stt_retry_prompts: Vec<String>,
+    /// The online fallback, when configured and allowed by the privacy policy.
+    pub online: Option<Arc<Online>>,
+    /// The local engines' lane (its host reading is refreshed by the main loop).
+    pub lane: LocalLane,
 }
 
+/// What utterances handled at once share.
 struct State {
-    stt_client: Option<(u64, SttClient)>,
-    intent_generation: u64,
+    stt_client: Mutex<Option<(u64, SttClient)>>,
+    intent_generation: AtomicU64,
+    conversation: Mutex<Conversation>,
+}
+
+/// Activation and confirmation: what one utterance leaves for the next.
+struct Conversation {
     armed_until: Option<tokio::time::Instant>,
     pending: Option<Pending>,
     next_confirmation: u64,
+}
+
+impl State {
+    fn conversation(&self) -> std::sync::MutexGuard<'_, Conversation> {
+        self.conversation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Where one stage ran and how: the route, and the online tries if any.
+struct Leg {
+    route: Route,
+    attempts: Vec<Attempt>,
+    /// Online failed or was abandoned; the stage ran locally after all.
+    fell_back: Option<String>,
+}
+
+impl Leg {
+    fn new(route: Route) -> Leg {
+        Leg { route, attempts: Vec::new(), fell_back: None }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut leg = json!({"where": self.route.place, "reason": self.route.reason});
+        if !self.attempts.is_empty() {
+            leg["attempts"] = json!(self.attempts);
+        }
+        if let Some(error) = &self.fell_back {
+            leg["fell_back"] = json!({"where": "local", "after": error});
+        }
+        leg
+    }
 }
 
 impl Worker {
     /// Runs until the utterance channel closes (the source stopped and every
     /// utterance it heard is handled); pending confirmations are then cancelled.
     pub async fn run(self, mut utterances: mpsc::Receiver<Heard>, mut control: mpsc::Receiver<Control>) {
-        let mut state = State {
-            stt_client: None,
-            intent_generation: self.intent.endpoint().borrow().as_ref().map_or(0, |e| e.generation),
-            armed_until: None,
-            pending: None,
-            next_confirmation: 1,
-        };
-        let mut intent_endpoint = self.intent.endpoint();
+        let state = Arc::new(State {
+            stt_client: Mutex::new(None),
+            intent_generation: AtomicU64::new(self.intent.endpoint().borrow().as_ref().map_or(0, |e| e.generation)),
+            conversation: Mutex::new(Conversation { armed_until: None, pending: None, next_confirmation: 1 }),
+        });
+        let at_once = self.online.as_ref().map_or(1, |_| self.config.online.max_concurrent.max(1));
+        let slots = Arc::new(tokio::sync::Semaphore::new(at_once));
+        let worker = Arc::new(self);
+        let mut handling = tokio::task::JoinSet::new();
+        let mut intent_endpoint = worker.intent.endpoint();
         let mut control_open = true;
         loop {
-            let expiry = state.pending.as_ref().map(|p| p.expires);
+            let expiry = state.conversation().pending.as_ref().map(|p| p.expires);
             tokio::select! {
                 biased;
                 heard = utterances.recv() => match heard {
                     Some(heard) => {
                         let span = tracing::info_span!("utterance", id = heard.id);
-                        self.handle(heard, &mut state).instrument(span).await;
+                        if at_once == 1 {
+                            worker.handle(heard, &state).instrument(span).await;
+                        } else {
+                            // Waits while `at_once` utterances are in hand: the channel backs up.
+                            let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                            let (worker, state) = (worker.clone(), state.clone());
+                            handling.spawn(async move {
+                                worker.handle(heard, &state).instrument(span).await;
+                                drop(slot);
+                            });
+                        }
+                        while handling.try_join_next().is_some() {}
                     }
                     None => break,
                 },
-                () = sleep_until(expiry) => self.resolve_pending(&mut state, None, "expired", "timeout", Instant::now()).await,
+                () = sleep_until(expiry) => worker.resolve_pending(&state, None, "expired", "timeout", Instant::now()).await,
                 control_message = control.recv(), if control_open => match control_message {
                     Some(Control::Listen) => {
-                        state.armed_until = Some(tokio::time::Instant::now() + self.activation_window());
+                        state.conversation().armed_until = Some(tokio::time::Instant::now() + worker.activation_window());
                     }
                     Some(Control::Confirm { id, confirm }) => {
                         let decision = if confirm { "confirmed" } else { "cancelled" };
-                        self.resolve_pending(&mut state, id, decision, "mqtt", Instant::now()).await;
+                        worker.resolve_pending(&state, id, decision, "mqtt", Instant::now()).await;
                     }
                     None => control_open = false,
                 },
@@ -112,12 +175,13 @@ impl Worker {
                     }
                     let current = intent_endpoint.borrow_and_update().clone();
                     if let Some(endpoint) = current {
-                        self.use_intent_engine(&endpoint, &mut state).await;
+                        worker.use_intent_engine(&endpoint, &state).await;
                     }
                 }
             }
         }
-        self.resolve_pending(&mut state, None, "cancelled", "shutdown", Instant::now()).await;
+        while handling.join_next().await.is_some() {}
+        worker.resolve_pending(&state, None, "cancelled", "shutdown", Instant::now()).await;
     }
 
     fn activation_window(&self) -> Duration {
@@ -125,14 +189,14 @@ impl Worker {
     }
 
     /// Points the interpreter at a (re)started intent engine and warms its prompt cache.
-    async fn use_intent_engine(&self, endpoint: &Endpoint, state: &mut State) {
-        if endpoint.generation == state.intent_generation {
+    async fn use_intent_engine(&self, endpoint: &Endpoint, state: &State) {
+        if endpoint.generation == state.intent_generation.load(Ordering::Relaxed) {
             return;
         }
         match ChatClient::new(&endpoint.url, endpoint.token.clone(), "local", self.config.intent.timeout()) {
             Ok(client) => {
                 self.interpreter.set_client(client);
-                state.intent_generation = endpoint.generation;
+                state.intent_generation.store(endpoint.generation, Ordering::Relaxed);
                 if let Err(e) = self.interpreter.warm_up().await {
                     tracing::warn!(error = %e, "intent engine warm-up failed");
                 }
@@ -141,20 +205,121 @@ impl Worker {
         }
     }
 
-    async fn stt_client(&self, state: &mut State) -> Option<SttClient> {
+    async fn stt_client(&self, state: &State) -> Option<SttClient> {
         let wait = Duration::from_millis(self.config.engines.wait_for_engine_ms);
         let endpoint = self.stt.wait_up(wait).await?;
-        if let Some((generation, client)) = &state.stt_client {
+        let mut cached = state.stt_client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((generation, client)) = &*cached {
             if *generation == endpoint.generation {
                 return Some(client.clone());
             }
         }
         let client = SttClient::new(&endpoint.url, endpoint.token.clone(), self.config.stt.timeout()).ok()?;
-        state.stt_client = Some((endpoint.generation, client.clone()));
+        *cached = Some((endpoint.generation, client.clone()));
         Some(client)
     }
 
-    async fn handle(&self, heard: Heard, state: &mut State) {
+    /// The live signals for a routing decision; `remaining` is the local work
+    /// left for this utterance, `holding` whether it already has the lane.
+    fn signals(&self, heard: &Heard, engine: &Supervisor, remaining: Duration, holding: bool) -> Signals {
+        let ahead = self.lane.ahead().saturating_sub(usize::from(holding));
+        Signals {
+            local_up: engine.endpoint().borrow().is_some(),
+            local_wait: self.lane.wait(ahead),
+            local_service: remaining,
+            elapsed: heard.at.elapsed(),
+            pressure: self.lane.pressure(),
+        }
+    }
+
+    fn record_route(&self, stage: &str, leg: &Leg) {
+        let place = if leg.route.place == Place::Online { "online" } else { "local" };
+        self.metrics.count_with("routes", &[("stage", stage), ("where", place), ("reason", leg.route.reason)]);
+        for attempt in &leg.attempts {
+            let outcome = attempt.outcome.as_str();
+            self.metrics.count_with("online_attempts", &[("stage", stage), ("endpoint", attempt.endpoint), ("outcome", outcome)]);
+        }
+    }
+
+    /// Speech to text, local or online as the router decides; online failures
+    /// fall back to the local engine. The turn is taken when the local engine is used.
+    async fn transcribe(&self, heard: &Heard, state: &State, turn: &mut Option<Turn>) -> (Result<SttResult, String>, Leg) {
+        let thresholds = Thresholds::of(&self.config.online);
+        let route = match &self.online {
+            None => Route { place: Place::Local, reason: "online_off" },
+            Some(online) => {
+                let remaining = self.lane.stt_service() + self.lane.intent_service();
+                decide(&thresholds, &self.signals(heard, &self.stt, remaining, false), online.stt_refusal())
+            }
+        };
+        let mut leg = Leg::new(route);
+        let prompt = self.stt_prompt.as_deref();
+        if let (Place::Online, Some(online)) = (route.place, &self.online) {
+            let served = online.transcribe(&heard.segment.samples, prompt, online.deadline(heard.at)).await;
+            leg.attempts = served.attempts;
+            match served.result {
+                Ok(transcript) => return (Ok(transcript), leg),
+                Err(e) => {
+                    tracing::warn!(error = %e, "online speech-to-text failed; falling back to the local engine");
+                    leg.fell_back = Some(e.to_string());
+                }
+            }
+        }
+        *turn = Some(self.lane.enter().await);
+        let transcript = match self.stt_client(state).await {
+            None => Err("speech engine down (restarting)".to_owned()),
+            Some(client) => client.transcribe(&heard.segment.samples, prompt).await.map_err(|e| e.to_string()),
+        };
+        if let Ok(t) = &transcript {
+            self.lane.measured_stt(t.latency);
+        }
+        (transcript, leg)
+    }
+
+    /// Intent, local or online as the router decides (a device whose policy
+    /// is `never` keeps it local); online failures fall back to the local engine.
+    async fn interpret_routed(
+        &self,
+        heard: &Heard,
+        request: &str,
+        state: &State,
+        turn: &mut Option<Turn>,
+    ) -> (Result<Interpretation, NluError>, Leg) {
+        let thresholds = Thresholds::of(&self.config.online);
+        let preview = self.interpreter.preview(request);
+        let route = match &self.online {
+            None => Route { place: Place::Local, reason: "online_off" },
+            // Settled by the words alone: no engine is asked, so nothing waits for one.
+            Some(_) if !preview.asks_model => Route { place: Place::Local, reason: "words_only" },
+            Some(online) => {
+                let refusal = online.intent_refusal(&preview.devices);
+                let signals = self.signals(heard, &self.intent, self.lane.intent_service(), turn.is_some());
+                decide(&thresholds, &signals, refusal)
+            }
+        };
+        let mut leg = Leg::new(route);
+        if let (Place::Online, Some(online)) = (route.place, &self.online) {
+            let served = online.interpret(&self.interpreter, request, online.deadline(heard.at)).await;
+            leg.attempts = served.attempts;
+            match served.result {
+                Ok(interpretation) => return (Ok(interpretation), leg),
+                Err(e) => {
+                    tracing::warn!(error = %e, "online intent failed; falling back to the local engine");
+                    leg.fell_back = Some(e.to_string());
+                }
+            }
+        }
+        if turn.is_none() && preview.asks_model {
+            *turn = Some(self.lane.enter().await);
+        }
+        let interpretation = self.interpret(request, state).await;
+        if let Ok(i) = &interpretation {
+            self.lane.measured_intent(i.latency);
+        }
+        (interpretation, leg)
+    }
+
+    async fn handle(&self, heard: Heard, state: &State) {
         let queue = heard.at.elapsed();
         self.metrics.observe("queue", queue);
         let mut report = Map::new();
@@ -164,14 +329,11 @@ impl Worker {
         report.insert("cut".into(), json!(heard.segment.cut));
         let mut latency = json!({"trailing_silence": self.config.audio.end_silence_ms, "queue": millis(queue)});
 
-        // Speech to text.
-        let transcript = match self.stt_client(state).await {
-            None => Err("speech engine down (restarting)".to_owned()),
-            Some(client) => {
-                let prompt = self.stt_prompt.as_deref();
-                client.transcribe(&heard.segment.samples, prompt).await.map_err(|e| e.to_string())
-            }
-        };
+        // Speech to text. `turn` is this utterance's hold on the local engines, once it needs them.
+        let mut turn = None;
+        let (transcript, stt_leg) = self.transcribe(&heard, state, &mut turn).await;
+        self.record_route("stt", &stt_leg);
+        report.insert("route".into(), json!({"stt": stt_leg.to_json()}));
         let transcript = match transcript {
             Ok(t) => t,
             Err(error) => return self.not_handled(report, latency, "stt", &error, &heard).await,
@@ -181,7 +343,8 @@ impl Worker {
         report.insert("text".into(), json!(transcript.text));
 
         // A spoken answer to a pending confirmation.
-        if state.pending.is_some() {
+        let pending = state.conversation().pending.is_some();
+        if pending {
             if let Some(confirm) = confirmation_answer(&transcript.text) {
                 report.insert("latency_ms".into(), latency);
                 report.insert("answer".into(), json!(if confirm { "confirm" } else { "cancel" }));
@@ -208,7 +371,7 @@ impl Worker {
         report.insert("activated".into(), json!(true));
         if request.is_empty() {
             // The wake phrase alone: the next utterance is the command.
-            state.armed_until = Some(tokio::time::Instant::now() + self.activation_window());
+            state.conversation().armed_until = Some(tokio::time::Instant::now() + self.activation_window());
             report.insert("commands".into(), json!([]));
             report.insert("latency_ms".into(), latency);
             self.audit_utterance(&report, true);
@@ -218,7 +381,10 @@ impl Worker {
         }
 
         // Intent.
-        let mut interpretation = match self.interpret(&request, state).await {
+        let (interpretation, intent_leg) = self.interpret_routed(&heard, &request, state, &mut turn).await;
+        self.record_route("intent", &intent_leg);
+        report.insert("route".into(), json!({"stt": stt_leg.to_json(), "intent": intent_leg.to_json()}));
+        let mut interpretation = match interpretation {
             Ok(i) => i,
             Err(e) => {
                 let stage = if matches!(e, NluError::Engine(_)) { "intent" } else { "validation" };
@@ -228,8 +394,11 @@ impl Worker {
         self.metrics.observe("nlu", interpretation.latency);
         let mut nlu_latency = interpretation.latency;
 
-        // Something not heard: further, primed transcriptions.
-        if let Some((_, client)) = &state.stt_client {
+        // Something not heard: further, primed transcriptions (on the local
+        // engines, only when the first reading was theirs).
+        let local_stt = stt_leg.route.place == Place::Local || stt_leg.fell_back.is_some();
+        let local_client = if local_stt { state.stt_client.lock().unwrap_or_else(|p| p.into_inner()).clone() } else { None };
+        if let Some((_, client)) = &local_client {
             let request_of = |text: &str| Some(self.request_after_activation(text));
             let samples = &heard.segment.samples;
             let first = (transcript.text.clone(), interpretation);
@@ -254,6 +423,7 @@ impl Worker {
             nlu_latency += again.nlu_latency;
             interpretation = again.interpretation;
         }
+        drop(turn);
         latency["nlu"] = json!(millis(nlu_latency));
         let confirm: Vec<Command> = interpretation.needs_confirmation.clone();
         let immediate: Vec<Command> =
@@ -269,8 +439,8 @@ impl Worker {
         report.insert("audit_seq".into(), json!(audit_ref));
 
         if !confirm.is_empty() {
-            self.request_confirmation(state, confirm, audit_ref, &heard).await;
-            report.insert("confirmation".into(), json!(state.next_confirmation - 1));
+            let id = self.request_confirmation(state, confirm, audit_ref, &heard).await;
+            report.insert("confirmation".into(), json!(id));
         }
         self.metrics.count("utterances", if interpretation.commands.is_empty() { "no_command" } else { "commands" });
         if immediate.is_empty() {
@@ -289,9 +459,9 @@ impl Worker {
     }
 
     /// The request to interpret, or `None` when the utterance is not for hearken.
-    fn activated(&self, text: &str, state: &mut State) -> Option<String> {
+    fn activated(&self, text: &str, state: &State) -> Option<String> {
         let now = tokio::time::Instant::now();
-        let armed = state.armed_until.take().is_some_and(|until| now <= until);
+        let armed = state.conversation().armed_until.take().is_some_and(|until| now <= until);
         match self.config.activation.mode {
             ActivationMode::Always => Some(text.to_owned()),
             ActivationMode::WakePhrase => {
@@ -313,7 +483,7 @@ impl Worker {
     }
 
     /// Interprets, waiting once for a restarting intent engine when the model was needed.
-    async fn interpret(&self, text: &str, state: &mut State) -> Result<crate::nlu::Interpretation, NluError> {
+    async fn interpret(&self, text: &str, state: &State) -> Result<Interpretation, NluError> {
         match self.interpreter.interpret(text).await {
             Err(NluError::Engine(e)) => {
                 tracing::warn!(error = %e, "intent engine unavailable; waiting for it");
@@ -328,18 +498,20 @@ impl Worker {
         }
     }
 
+    /// Holds `commands` until confirmed; returns the confirmation's id.
     async fn request_confirmation(
         &self,
-        state: &mut State,
+        state: &State,
         commands: Vec<Command>,
         audit_ref: Option<u64>,
         heard: &Heard,
-    ) {
-        if state.pending.is_some() {
-            self.resolve_pending(state, None, "superseded", "new_request", Instant::now()).await;
-        }
-        let id = state.next_confirmation;
-        state.next_confirmation += 1;
+    ) -> u64 {
+        self.resolve_pending(state, None, "superseded", "new_request", Instant::now()).await;
+        let id = {
+            let mut conversation = state.conversation();
+            conversation.next_confirmation += 1;
+            conversation.next_confirmation - 1
+        };
         let window = Duration::from_millis(self.config.confirmation.window_ms);
         let mut body = Map::new();
         body.insert("confirmation".into(), json!(id));
@@ -353,24 +525,35 @@ impl Worker {
         let event =
             events::confirmation_needed_event(site, id, &commands, self.config.confirmation.window_ms, audit_ref);
         let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
-        state.pending = Some(Pending {
+        let superseded = state.conversation().pending.replace(Pending {
             id,
             commands,
             audit_ref,
             expires: tokio::time::Instant::now() + window,
             utterance: heard.id,
         });
+        if let Some(other) = superseded {
+            // Another utterance's request came in while this one was announced: the newer stands.
+            self.conclude(other, "superseded", "new_request", Instant::now()).await;
+        }
+        id
     }
 
     /// Confirms or cancels the pending commands (if `id` matches, when given);
     /// `decided_at` is when the answer was heard (latencies count from there).
-    async fn resolve_pending(&self, state: &mut State, id: Option<u64>, decision: &str, by: &str, decided_at: Instant) {
-        let Some(pending) = state.pending.take_if(|p| id.is_none_or(|id| id == p.id)) else {
+    async fn resolve_pending(&self, state: &State, id: Option<u64>, decision: &str, by: &str, decided_at: Instant) {
+        let taken = state.conversation().pending.take_if(|p| id.is_none_or(|id| id == p.id));
+        let Some(pending) = taken else {
             if id.is_some() {
                 tracing::warn!(?id, "confirmation for nothing pending ignored");
             }
             return;
         };
+        self.conclude(pending, decision, by, decided_at).await;
+    }
+
+    /// Audits and announces a decision on held commands; confirmed ones go to the MQTT stage.
+    async fn conclude(&self, pending: Pending, decision: &str, by: &str, decided_at: Instant) {
         let mut body = Map::new();
         body.insert("confirmation".into(), json!(pending.id));
         body.insert("ref".into(), json!(pending.audit_ref));
@@ -414,7 +597,6 @@ impl Worker {
         if !activated {
             body.remove("text");
         }
-        body.insert("route".into(), self.route());
         match self.audit.append("utterance", body) {
             Ok(seq) => Some(seq),
             Err(e) => {
@@ -422,14 +604,6 @@ impl Worker {
                 None
             }
         }
-    }
-
-    fn route(&self) -> Value {
-        let place = |configured: &Option<String>| match configured {
-            Some(url) => json!({"where": "remote", "url": url, "reason": "configured server"}),
-            None => json!({"where": "local", "reason": "local engine"}),
-        };
-        json!({"stt": place(&self.config.stt.url), "intent": place(&self.config.intent.url)})
     }
 
     /// An utterance that could not be handled: reported and audited, never silently lost.

@@ -88,6 +88,15 @@ pub struct Interpretation {
     pub model: Option<client::ChatReply>,
 }
 
+/// What interpreting an utterance will involve (see [`Interpreter::preview`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    /// The catalog devices the words name, by id, in order.
+    pub devices: Vec<String>,
+    /// Whether the words leave something for the model.
+    pub asks_model: bool,
+}
+
 /// Words that make an utterance a question when they come first.
 const QUESTION_WORDS: &[&str] = &[
     "is", "are", "was", "were", "what", "whats", "who", "whos", "when", "where", "why", "how", "which", "does", "did",
@@ -220,13 +229,17 @@ impl Interpreter {
         self.interpret_via(text, &self.client()).await
     }
 
-    /// The catalog devices an utterance names, by id, as far as the words
-    /// tell (before any model): what a per-device privacy policy is checked
-    /// against before the text may leave the box.
-    pub fn named_devices(&self, text: &str) -> Vec<String> {
+    /// What interpreting `text` will involve, as far as the words tell
+    /// (before any model): which devices it names — what a per-device privacy
+    /// policy is checked against before the text may leave the box — and
+    /// whether a model will be asked at all.
+    pub fn preview(&self, text: &str) -> Preview {
         match self.plan(text) {
-            Plan::NoCommand(_) => Vec::new(),
-            Plan::Ask(plan) => plan.order.iter().map(|d| self.catalog.devices[*d].id.clone()).collect(),
+            Plan::NoCommand(_) => Preview { devices: Vec::new(), asks_model: false },
+            Plan::Ask(plan) => Preview {
+                devices: plan.order.iter().map(|d| self.catalog.devices[*d].id.clone()).collect(),
+                asks_model: !plan.narrowed.is_empty(),
+            },
         }
     }
 

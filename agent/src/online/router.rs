@@ -35,7 +35,7 @@ pub struct Route {
     #[serde(rename = "where")]
     pub place: Place,
     /// Why: `within_budget`, `online_off`, `privacy`, `device_local_only`,
-    /// `online_unavailable` (local); `local_down`, `over_budget`,
+    /// `online_unavailable`, `words_only` (no model needed; local); `local_down`, `over_budget`,
     /// `cpu_pressure`, `memory_pressure`, `gpu_memory_pressure` (online).
     pub reason: &'static str,
 }
