@@ -8,8 +8,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -20,6 +21,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 /// Shortest bearer token an engine accepts.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -106,6 +108,10 @@ pub struct RemoteSimulation {
     /// Answer every API request with this fault instead (tests of the online fallback).
     #[arg(long, value_enum)]
     pub fault: Option<Fault>,
+    /// Answer a request identical to one answered before from memory, after the delay: a
+    /// stand-in for a remote API with spare capacity spends no local CPU on repeats (benchmarks).
+    #[arg(long)]
+    pub replay_cache: bool,
 }
 
 /// What reached this engine: shown on `/stats`, so a test can prove that
@@ -114,9 +120,11 @@ pub struct RemoteSimulation {
 struct Traffic {
     connections: AtomicU64,
     requests: AtomicU64,
+    replayed: AtomicU64,
 }
 
-static TRAFFIC: Traffic = Traffic { connections: AtomicU64::new(0), requests: AtomicU64::new(0) };
+static TRAFFIC: Traffic =
+    Traffic { connections: AtomicU64::new(0), requests: AtomicU64::new(0), replayed: AtomicU64::new(0) };
 
 fn count_connection<T>(_: &mut T) {
     TRAFFIC.connections.fetch_add(1, Ordering::Relaxed);
@@ -126,6 +134,7 @@ async fn stats() -> Json<serde_json::Value> {
     Json(json!({
         "connections": TRAFFIC.connections.load(Ordering::Relaxed),
         "requests": TRAFFIC.requests.load(Ordering::Relaxed),
+        "replayed": TRAFFIC.replayed.load(Ordering::Relaxed),
     }))
 }
 
@@ -133,6 +142,14 @@ struct TokenCheck {
     token: String,
     max_body_bytes: usize,
     simulation: RemoteSimulation,
+    replies: Mutex<HashMap<[u8; 32], Replay>>,
+}
+
+/// A successful answer kept for `--replay-cache`.
+#[derive(Clone)]
+struct Replay {
+    content_type: Option<header::HeaderValue>,
+    body: bytes::Bytes,
 }
 
 async fn require_token(State(check): State<Arc<TokenCheck>>, request: Request, next: Next) -> Response {
@@ -148,6 +165,7 @@ async fn require_token(State(check): State<Arc<TokenCheck>>, request: Request, n
             tokio::time::sleep(Duration::from_millis(check.simulation.delay_ms)).await;
         }
         match check.simulation.fault {
+            None if check.simulation.replay_cache => replay_or_run(&check, request, next).await,
             None => next.run(request).await,
             Some(fault) => {
                 let _ = axum::body::to_bytes(request.into_body(), check.max_body_bytes).await;
@@ -160,6 +178,61 @@ async fn require_token(State(check): State<Arc<TokenCheck>>, request: Request, n
         let _ = axum::body::to_bytes(request.into_body(), check.max_body_bytes).await;
         api_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
     }
+}
+
+/// `--replay-cache`: the stored answer to an identical earlier request, or
+/// the handler's answer (stored when it succeeded).
+async fn replay_or_run(check: &TokenCheck, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, check.max_body_bytes).await else {
+        return api_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(parts.uri.path().as_bytes());
+    // Multipart boundaries differ per request: hash the parts, not the framing.
+    hasher.update(strip_multipart_boundaries(&parts.headers, &body));
+    let key: [u8; 32] = hasher.finalize().into();
+    let known = check.replies.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+    if let Some(replay) = known {
+        TRAFFIC.replayed.fetch_add(1, Ordering::Relaxed);
+        let mut response = replay.body.into_response();
+        if let Some(content_type) = replay.content_type {
+            response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        }
+        return response;
+    }
+    let response = next.run(Request::from_parts(parts, axum::body::Body::from(body))).await;
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return api_error(StatusCode::INTERNAL_SERVER_ERROR, "cannot buffer the answer");
+    };
+    let replay = Replay { content_type: parts.headers.get(header::CONTENT_TYPE).cloned(), body: body.clone() };
+    check.replies.lock().unwrap_or_else(|p| p.into_inner()).insert(key, replay);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The body with every occurrence of its multipart boundary removed (the body itself otherwise).
+fn strip_multipart_boundaries(headers: &axum::http::HeaderMap, body: &[u8]) -> Vec<u8> {
+    let boundary = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("boundary=").nth(1))
+        .map(|b| b.trim_matches('"').as_bytes().to_vec());
+    let Some(boundary) = boundary.filter(|b| !b.is_empty()) else { return body.to_vec() };
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i..].starts_with(&boundary) {
+            i += boundary.len();
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The answer an injected fault gives.
@@ -186,7 +259,7 @@ pub fn require_bearer<S: Clone + Send + Sync + 'static>(
     max_body_bytes: usize,
     simulation: RemoteSimulation,
 ) -> Router<S> {
-    let check = Arc::new(TokenCheck { token, max_body_bytes, simulation });
+    let check = Arc::new(TokenCheck { token, max_body_bytes, simulation, replies: Mutex::new(HashMap::new()) });
     router.layer(axum::middleware::from_fn_with_state(check, require_token))
 }
 

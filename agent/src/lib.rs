@@ -59,6 +59,19 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
+/// A request that failed on the way, said so that a timeout reads as one
+/// (reqwest's own message does not name the cause); the online fallback
+/// retries timeouts and counts them apart.
+pub fn transport_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!("timed out: {e}")
+    } else if e.is_connect() {
+        format!("cannot connect: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
 /// A duration in milliseconds with microsecond precision, as the JSON contracts report latencies.
 pub fn millis(duration: std::time::Duration) -> f64 {
     duration.as_micros() as f64 / 1000.0

@@ -204,7 +204,8 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
 
     let _ = reports
         .send(json!({"daemon": "ready", "site": catalog.site, "stt": stt_endpoint.url, "intent": intent_endpoint.url,
-                     "stt_pid": stt.pid(), "intent_pid": intent.pid(), "broker_connected": broker_connected}))
+                     "stt_pid": stt.pid(), "intent_pid": intent.pid(), "broker_connected": broker_connected,
+                     "online": online_summary(&config)}))
         .await;
     notifier.ready(&format!("serving {} devices of site {}", catalog.devices.len(), catalog.site));
 
@@ -271,6 +272,17 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
                      "dropped_utterances": metrics.dropped_utterances.load(Ordering::Relaxed)}))
         .await;
     Ok(summary)
+}
+
+/// What the ready line says about the online fallback: the policy and the
+/// endpoints' base URLs (never their keys), or `null` when it is off.
+fn online_summary(config: &Config) -> Value {
+    let online = &config.online;
+    if !online.enabled() {
+        return Value::Null;
+    }
+    let url = |endpoint: &Option<crate::config::OnlineEndpointConfig>| endpoint.as_ref().map(|e| e.url.clone());
+    json!({"privacy": online.privacy, "stt": url(&online.stt), "intent": url(&online.intent), "budget_ms": online.budget_ms})
 }
 
 fn audit_options(config: &Config) -> AuditOptions {

@@ -155,10 +155,10 @@ impl ChatClient {
         }
         let started = Instant::now();
         let response =
-            request.send().await.map_err(|e| ChatError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+            request.send().await.map_err(|e| ChatError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
         let status = response.status();
         let text =
-            response.text().await.map_err(|e| ChatError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+            response.text().await.map_err(|e| ChatError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
         let latency = started.elapsed();
         if !status.is_success() {
             let message = serde_json::from_str::<Value>(&text)
