@@ -523,6 +523,18 @@ mod tests {
             ("[audio]\naggressiveness = 7\n", "audio.aggressiveness"),
             ("[activation]\nmode = \"wake_phrase\"\nwake_phrase = \"  ,\"\n", "activation.wake_phrase"),
             ("[metrics]\nlisten = \"nowhere\"\n", "metrics.listen"),
+            ("[online]\nmax_concurrent = 0\n", "online.max_concurrent"),
+            ("[online]\ncpu_threshold_percent = 0\n", "online.cpu_threshold_percent"),
+            ("[online.retry]\nbackoff_base_ms = 500\nbackoff_max_ms = 100\n", "online.retry.backoff_base_ms"),
+            ("[online.stt]\nurl = \"ftp://x\"\nmodel = \"m\"\n", "online.stt.url"),
+            ("[online.stt]\nurl = \"http://x\"\nmodel = \"m\"\nmax_tokens = 5\n", "online.stt"),
+            ("[online.intent]\nurl = \"http://x\"\nmodel = \"m\"\ntemperature = 3.0\n", "online.intent.temperature"),
+            (
+                "[online.intent]\nurl = \"http://x\"\nmodel = \"m\"\n[online.intent.backup]\nurl = \"http://y\"\nmodel = \"m\"\n\
+                 [online.intent.backup.backup]\nurl = \"http://z\"\nmodel = \"m\"\n",
+                "online.intent.backup.backup",
+            ),
+            ("[online]\nprivacy = \"sometimes\"\n", "sometimes"),
         ];
         for (text, field) in cases {
             let e = Config::parse(Path::new("c.toml"), &format!("catalog = \"h.toml\"\n{text}")).unwrap_err();

@@ -6,9 +6,9 @@
 //! online API in tests and benchmarks. One place, so the two engines cannot
 //! drift apart on who they let in.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -168,11 +168,15 @@ impl SttClient {
             request = request.bearer_auth(token);
         }
         let started = Instant::now();
-        let response =
-            request.send().await.map_err(|e| SttError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| SttError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
         let status = response.status();
-        let body =
-            response.text().await.map_err(|e| SttError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| SttError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
         let latency = started.elapsed();
         if !status.is_success() {
             let message = serde_json::from_str::<serde_json::Value>(&body)

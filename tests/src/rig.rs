@@ -251,4 +251,3 @@ pub fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut answer).unwrap();
     answer
 }
-

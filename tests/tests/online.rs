@@ -82,7 +82,11 @@ impl OnlineServer {
 
     /// The `[online.stt]`-style TOML table body for this server.
     fn toml(&self, model: &str) -> String {
-        format!("url = \"{}\"\nmodel = \"{model}\"\napi_key_file = {:?}\ntimeout_ms = 30000\n", self.url(), self.key_file)
+        format!(
+            "url = \"{}\"\nmodel = \"{model}\"\napi_key_file = {:?}\ntimeout_ms = 30000\n",
+            self.url(),
+            self.key_file
+        )
     }
 }
 
@@ -171,8 +175,12 @@ fn a_burst_sends_the_overflow_online_and_keeps_the_rest_local() {
     let local = count_route(&utterances, "stt", "local");
     let online = count_route(&utterances, "stt", "online");
     assert!(local >= 1 && online >= 1, "local {local}, online {online}: {utterances:#?}");
-    assert!(utterances.iter().all(|u| u["route"]["stt"]["reason"] == "within_budget"
-        || u["route"]["stt"]["reason"] == "over_budget"), "{utterances:#?}");
+    assert!(
+        utterances
+            .iter()
+            .all(|u| u["route"]["stt"]["reason"] == "within_budget" || u["route"]["stt"]["reason"] == "over_budget"),
+        "{utterances:#?}"
+    );
     // What the audit log says went out is what the online server received.
     assert_eq!(stt.stats()["requests"].as_u64().unwrap(), sent(&utterances, "stt", "primary"));
     assert_eq!(intent.stats()["requests"].as_u64().unwrap(), sent(&utterances, "intent", "primary"));
@@ -202,7 +210,13 @@ fn under_never_not_one_request_leaves_and_under_text_no_audio_leaves() {
     let mixed = recording(
         dir.path(),
         "text",
-        &[Part::Silence(0.3), Part::Say(MODEL_REQUEST), Part::Silence(0.8), Part::Say("turn off the porch light"), Part::Silence(1.0)],
+        &[
+            Part::Silence(0.3),
+            Part::Say(MODEL_REQUEST),
+            Part::Silence(0.8),
+            Part::Say("turn off the porch light"),
+            Part::Silence(1.0),
+        ],
     );
     let extra = online_section("text", 0, Some(&stt.toml("whisper-1")), Some(&intent.toml("smollm2")));
     let utterances = run_daemon(dir.path(), &broker.url(), &mixed, &extra);
@@ -236,12 +250,11 @@ fn a_killed_local_engine_sends_everything_online_until_it_is_back() {
     );
     // A long first restart delay (8 s): the second utterance meets the engine
     // down, the third the restarted one.
-    let extra = format!(
-        "{}\n",
-        online_section("any", 60_000, Some(&stt.toml("whisper-1")), None)
-    );
+    let extra = format!("{}\n", online_section("any", 60_000, Some(&stt.toml("whisper-1")), None));
     let config = config(dir.path(), &broker.url(), &file_source(&recording, true), &extra);
-    let text = std::fs::read_to_string(&config).unwrap().replace("restart_backoff_min_ms = 200", "restart_backoff_min_ms = 8000");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("restart_backoff_min_ms = 200", "restart_backoff_min_ms = 8000");
     std::fs::write(&config, text).unwrap();
     let mut daemon = Daemon::start(&config, false);
     let ready = daemon.ready();
@@ -249,7 +262,10 @@ fn a_killed_local_engine_sends_everything_online_until_it_is_back() {
     assert_eq!(first["route"]["stt"]["where"], "local", "{first}");
     signal(ready["stt_pid"].as_u64().unwrap() as u32, "KILL");
     let second = daemon.utterance(2);
-    assert_eq!(second["route"]["stt"], serde_json::json!({"where": "online", "reason": "local_down", "attempts": second["route"]["stt"]["attempts"]}));
+    assert_eq!(
+        second["route"]["stt"],
+        serde_json::json!({"where": "online", "reason": "local_down", "attempts": second["route"]["stt"]["attempts"]})
+    );
     assert_eq!(acknowledged(&second), vec![cmd("kitchen_light", "turn_off", Value::Null)]);
     let third = daemon.utterance(3);
     assert_eq!(third["route"]["stt"]["where"], "local", "the restarted engine takes over again: {third}");
@@ -279,11 +295,7 @@ fn a_failing_primary_falls_to_the_backup_and_its_breaker_opens_then_closes() {
         ],
     );
     // Budget 0: every utterance's speech goes online.
-    let stt = format!(
-        "{}[online.stt.backup]\n{}",
-        failing.toml("whisper-1"),
-        backup.toml("whisper-1")
-    );
+    let stt = format!("{}[online.stt.backup]\n{}", failing.toml("whisper-1"), backup.toml("whisper-1"));
     let extra = format!(
         "{}[online.retry]\nbackoff_retries = 2\nbackoff_base_ms = 20\nbackoff_max_ms = 40\nbreaker_failures = 3\nbreaker_open_ms = 4000\n",
         online_section("any", 0, Some(&stt), None)
@@ -294,11 +306,19 @@ fn a_failing_primary_falls_to_the_backup_and_its_breaker_opens_then_closes() {
 
     let first = daemon.utterance(1);
     let tries = |u: &Value| -> Vec<String> {
-        u["route"]["stt"]["attempts"].as_array().unwrap().iter().map(|a| format!("{}:{}", a["endpoint"].as_str().unwrap(), a["outcome"].as_str().unwrap())).collect()
+        u["route"]["stt"]["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{}:{}", a["endpoint"].as_str().unwrap(), a["outcome"].as_str().unwrap()))
+            .collect()
     };
     // First try, the immediate retry, a backoff retry (the third failure opens
     // the breaker), the skipped second backoff retry, then the backup.
-    assert_eq!(tries(&first), ["primary:status_500", "primary:status_500", "primary:status_500", "primary:breaker_open", "backup:ok"]);
+    assert_eq!(
+        tries(&first),
+        ["primary:status_500", "primary:status_500", "primary:status_500", "primary:breaker_open", "backup:ok"]
+    );
     let second = daemon.utterance(2);
     assert_eq!(tries(&second), ["primary:breaker_open", "backup:ok"], "an open breaker sends nothing");
     assert_eq!(failing.stats()["requests"], 3);
@@ -322,12 +342,14 @@ fn online_errors_are_classified_retried_and_bounded_by_the_deadline() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let speech = hearken::audio::read_wav(&synthesize(dir.path(), "lamp.wav", "turn on the kitchen light")).unwrap();
     let catalog = Catalog::load(&repo_file("devices/home.toml")).unwrap();
-    let retry = RetryConfig { backoff_base_ms: 10, backoff_max_ms: 20, breaker_failures: 100, ..RetryConfig::default() };
+    let retry =
+        RetryConfig { backoff_base_ms: 10, backoff_max_ms: 20, breaker_failures: 100, ..RetryConfig::default() };
     let backup = OnlineServer::start(dir.path(), "hearken-whisper", free_port().unwrap(), &[]);
     let transcribe = |primary: OnlineEndpointConfig, deadline: Duration| {
         let mut primary = primary;
         primary.backup = Some(Box::new(backup.endpoint("whisper-1")));
-        let config = OnlineConfig { privacy: Privacy::Any, stt: Some(primary), retry: retry.clone(), ..OnlineConfig::default() };
+        let config =
+            OnlineConfig { privacy: Privacy::Any, stt: Some(primary), retry: retry.clone(), ..OnlineConfig::default() };
         let online = Online::from_config(&config, &catalog).unwrap();
         runtime.block_on(online.transcribe(&speech.samples, None, tokio::time::Instant::now() + deadline))
     };
@@ -350,14 +372,21 @@ fn online_errors_are_classified_retried_and_bounded_by_the_deadline() {
     // A wrong API key: no retry on that endpoint.
     let server = OnlineServer::start(dir.path(), "hearken-whisper", free_port().unwrap(), &[]);
     let wrong_key = write_file(dir.path(), "wrong.key", "not-the-servers-token");
-    let served = transcribe(OnlineEndpointConfig { api_key_file: Some(wrong_key), ..server.endpoint("whisper-1") }, Duration::from_secs(20));
+    let served = transcribe(
+        OnlineEndpointConfig { api_key_file: Some(wrong_key), ..server.endpoint("whisper-1") },
+        Duration::from_secs(20),
+    );
     assert_eq!(outcomes(&served), ["primary:unauthorized", "backup:ok"]);
 
     // A slow endpoint is abandoned at the deadline, and nothing else is sent.
     let slow = OnlineServer::start(dir.path(), "hearken-whisper", free_port().unwrap(), &["--delay-ms", "5000"]);
     let before = backup.stats()["requests"].as_u64().unwrap();
     let served = transcribe(slow.endpoint("whisper-1"), Duration::from_millis(800));
-    assert!(matches!(served.result, Err(OnlineError::DeadlinePassed { stage: "stt", attempts: 1 })), "{:?}", served.result);
+    assert!(
+        matches!(served.result, Err(OnlineError::DeadlinePassed { stage: "stt", attempts: 1 })),
+        "{:?}",
+        served.result
+    );
     assert_eq!(outcomes(&served), ["primary:deadline"]);
     assert_eq!(slow.stats()["requests"], 1);
     assert_eq!(backup.stats()["requests"].as_u64().unwrap(), before, "nothing went to the backup after the deadline");
@@ -374,7 +403,11 @@ fn online_errors_are_classified_retried_and_bounded_by_the_deadline() {
     let interpreter = Interpreter::new(catalog.clone(), local, InterpreterConfig::default());
     let request = MODEL_REQUEST;
     assert!(interpreter.preview(request).asks_model, "the request must leave something to the model");
-    let served = runtime.block_on(online.interpret(&interpreter, request, tokio::time::Instant::now() + Duration::from_secs(30)));
+    let served = runtime.block_on(online.interpret(
+        &interpreter,
+        request,
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    ));
     assert_eq!(outcomes(&served), ["primary:off_schema", "backup:ok"]);
     let interpretation = served.result.unwrap();
     for command in &interpretation.commands {
@@ -404,7 +437,12 @@ fn per_device_never_keeps_the_intent_stage_local() {
         strict: None,
         backup: None,
     };
-    let mut config = OnlineConfig { privacy: Privacy::Any, intent: Some(endpoint.clone()), stt: Some(endpoint), ..OnlineConfig::default() };
+    let mut config = OnlineConfig {
+        privacy: Privacy::Any,
+        intent: Some(endpoint.clone()),
+        stt: Some(endpoint),
+        ..OnlineConfig::default()
+    };
     config.devices.insert("front_door_lock".to_owned(), Privacy::Never);
     let online = Online::from_config(&config, &catalog).unwrap();
     assert_eq!(online.intent_refusal(&["front_door_lock".to_owned()]), Some("device_local_only"));

@@ -84,7 +84,10 @@ pub async fn bench_burst(args: BenchBurstArgs) -> anyhow::Result<ExitCode> {
         })
         .await?;
 
-    eprintln!("bench burst: {} at once, with the online fallback (+{} ms per request)", args.utterances, args.online_delay_ms);
+    eprintln!(
+        "bench burst: {} at once, with the online fallback (+{} ms per request)",
+        args.utterances, args.online_delay_ms
+    );
     let online = StandIn::start(&args, scratch.path()).await?;
     let primed = if args.online_computes {
         Value::Null
@@ -173,7 +176,9 @@ fn audited_split(audit: &Path) -> anyhow::Result<Value> {
     let records: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let utterances: Vec<&Value> = records.iter().filter(|r| r["kind"] == "utterance").collect();
     let count = |place: &str| utterances.iter().filter(|r| r["route"]["stt"]["where"] == place).count();
-    Ok(json!({"records": verified.records, "utterances": utterances.len(), "stt_local": count("local"), "stt_online": count("online")}))
+    Ok(
+        json!({"records": verified.records, "utterances": utterances.len(), "stt_local": count("local"), "stt_online": count("online")}),
+    )
 }
 
 /// The stand-in online API: a `hearken-whisper` and a `hearken-llama` with
@@ -188,17 +193,26 @@ struct StandIn {
 impl StandIn {
     async fn start(args: &BenchBurstArgs, dir: &Path) -> anyhow::Result<StandIn> {
         let cache = models::cache_dir();
-        let mut common = vec!["--threads".to_owned(), args.online_threads.to_string(), "--delay-ms".to_owned(), args.online_delay_ms.to_string()];
+        let mut common = vec![
+            "--threads".to_owned(),
+            args.online_threads.to_string(),
+            "--delay-ms".to_owned(),
+            args.online_delay_ms.to_string(),
+        ];
         if !args.online_computes {
             common.push("--replay-cache".to_owned());
         }
         let startup = std::time::Duration::from_secs(120);
         let whisper = cache.join(models::WHISPER_TINY_EN_GGML);
-        let stt_args: Vec<String> = ["--model".to_owned(), whisper.display().to_string()].into_iter().chain(common.clone()).collect();
-        let stt = EngineProcess::start("hearken-whisper", &stt_args, startup).await.context("stand-in online speech API")?;
+        let stt_args: Vec<String> =
+            ["--model".to_owned(), whisper.display().to_string()].into_iter().chain(common.clone()).collect();
+        let stt =
+            EngineProcess::start("hearken-whisper", &stt_args, startup).await.context("stand-in online speech API")?;
         let llm = models::smollm2_135m_path(&cache);
-        let intent_args: Vec<String> = ["--model".to_owned(), llm.display().to_string()].into_iter().chain(common).collect();
-        let intent = EngineProcess::start("hearken-llama", &intent_args, startup).await.context("stand-in online intent API")?;
+        let intent_args: Vec<String> =
+            ["--model".to_owned(), llm.display().to_string()].into_iter().chain(common).collect();
+        let intent =
+            EngineProcess::start("hearken-llama", &intent_args, startup).await.context("stand-in online intent API")?;
         let stt_key = dir.join("online-stt.key");
         let intent_key = dir.join("online-intent.key");
         std::fs::write(&stt_key, &stt.token)?;

@@ -168,8 +168,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     audit.append("daemon_start", start)?;
 
     let online = if config.online.enabled() {
-        let online = Online::from_config(&config.online, &catalog)
-            .map_err(|e| DaemonError::Online(e.to_string()))?;
+        let online = Online::from_config(&config.online, &catalog).map_err(|e| DaemonError::Online(e.to_string()))?;
         Some(Arc::new(online))
     } else {
         None

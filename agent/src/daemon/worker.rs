@@ -237,13 +237,21 @@ impl Worker {
         self.metrics.count_with("routes", &[("stage", stage), ("where", place), ("reason", leg.route.reason)]);
         for attempt in &leg.attempts {
             let outcome = attempt.outcome.as_str();
-            self.metrics.count_with("online_attempts", &[("stage", stage), ("endpoint", attempt.endpoint), ("outcome", outcome)]);
+            self.metrics.count_with(
+                "online_attempts",
+                &[("stage", stage), ("endpoint", attempt.endpoint), ("outcome", outcome)],
+            );
         }
     }
 
     /// Speech to text, local or online as the router decides; online failures
     /// fall back to the local engine. The turn is taken when the local engine is used.
-    async fn transcribe(&self, heard: &Heard, state: &State, turn: &mut Option<Turn>) -> (Result<SttResult, String>, Leg) {
+    async fn transcribe(
+        &self,
+        heard: &Heard,
+        state: &State,
+        turn: &mut Option<Turn>,
+    ) -> (Result<SttResult, String>, Leg) {
         let thresholds = Thresholds::of(&self.config.online);
         let route = match &self.online {
             None => Route { place: Place::Local, reason: "online_off" },
@@ -397,7 +405,8 @@ impl Worker {
         // Something not heard: further, primed transcriptions (on the local
         // engines, only when the first reading was theirs).
         let local_stt = stt_leg.route.place == Place::Local || stt_leg.fell_back.is_some();
-        let local_client = if local_stt { state.stt_client.lock().unwrap_or_else(|p| p.into_inner()).clone() } else { None };
+        let local_client =
+            if local_stt { state.stt_client.lock().unwrap_or_else(|p| p.into_inner()).clone() } else { None };
         if let Some((_, client)) = &local_client {
             let request_of = |text: &str| Some(self.request_after_activation(text));
             let samples = &heard.segment.samples;

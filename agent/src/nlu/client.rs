@@ -154,11 +154,15 @@ impl ChatClient {
             request = request.bearer_auth(token);
         }
         let started = Instant::now();
-        let response =
-            request.send().await.map_err(|e| ChatError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ChatError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
         let status = response.status();
-        let text =
-            response.text().await.map_err(|e| ChatError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ChatError::Unreachable { url: url.clone(), reason: crate::transport_error(&e) })?;
         let latency = started.elapsed();
         if !status.is_success() {
             let message = serde_json::from_str::<Value>(&text)

@@ -271,9 +271,8 @@ impl Interpreter {
             let schema =
                 crate::schema::utterance_schema(&candidates, &plan.numbers, candidates.len().min(MAX_COMMANDS));
             let messages = prompt::messages(&self.catalog, &plan.request);
-            let reply = client
-                .complete(&messages, self.config.constrain.then_some(&schema), self.config.max_tokens)
-                .await?;
+            let reply =
+                client.complete(&messages, self.config.constrain.then_some(&schema), self.config.max_tokens).await?;
             result.asked_model = true;
             let replied = parse_reply(&self.catalog, &reply.content)?;
             // The schema already allows only these devices; checked again all the same.

@@ -158,6 +158,27 @@ pub fn backoff_ceiling(retry: &RetryConfig, index: u32) -> Duration {
     Duration::from_millis(retry.backoff_base_ms.saturating_mul(factor).min(retry.backoff_max_ms))
 }
 
+impl<C> Chain<C> {
+    /// The chain of `online.<stage>`: its primary and its backup, if any, each
+    /// with its API key read and its client made by `client`.
+    fn build(
+        stage: &'static str,
+        primary: &OnlineEndpointConfig,
+        retry: &RetryConfig,
+        client: impl Fn(&OnlineEndpointConfig, Option<String>) -> Result<C, OnlineError>,
+    ) -> Result<Chain<C>, OnlineError> {
+        let field = format!("online.{stage}");
+        let mut endpoints = Vec::new();
+        let backup = primary.backup.as_deref().map(|b| ("backup", b, format!("{field}.backup")));
+        for (role, endpoint, field) in std::iter::once(("primary", primary, field.clone())).chain(backup) {
+            let key = endpoint.api_key(&field)?;
+            let breaker = Breaker::new(retry.breaker_failures, Duration::from_millis(retry.breaker_open_ms));
+            endpoints.push(Endpoint { role, client: client(endpoint, key)?, breaker });
+        }
+        Ok(Chain { stage, endpoints, retry: retry.clone() })
+    }
+}
+
 impl<C: Clone> Chain<C> {
     /// Whether some endpoint's breaker would let a request through now.
     pub fn available(&self) -> bool {
@@ -196,12 +217,25 @@ impl<C: Clone> Chain<C> {
             loop {
                 let now = Instant::now();
                 if now >= deadline {
-                    attempts.push(Attempt { endpoint: endpoint.role, sent: false, outcome: "deadline".into(), ms: 0.0 });
+                    attempts.push(Attempt {
+                        endpoint: endpoint.role,
+                        sent: false,
+                        outcome: "deadline".into(),
+                        ms: 0.0,
+                    });
                     let count = sent(&attempts);
-                    return Served { result: Err(OnlineError::DeadlinePassed { stage: self.stage, attempts: count }), attempts };
+                    return Served {
+                        result: Err(OnlineError::DeadlinePassed { stage: self.stage, attempts: count }),
+                        attempts,
+                    };
                 }
                 if !endpoint.breaker.allow(now.into_std()) {
-                    attempts.push(Attempt { endpoint: endpoint.role, sent: false, outcome: "breaker_open".into(), ms: 0.0 });
+                    attempts.push(Attempt {
+                        endpoint: endpoint.role,
+                        sent: false,
+                        outcome: "breaker_open".into(),
+                        ms: 0.0,
+                    });
                     last = format!("{} breaker open", endpoint.role);
                     break;
                 }
@@ -219,7 +253,10 @@ impl<C: Clone> Chain<C> {
                         endpoint.breaker.failed(std::time::Instant::now());
                         attempts.push(Attempt { endpoint: endpoint.role, sent: true, outcome: "deadline".into(), ms });
                         let count = sent(&attempts);
-                        return Served { result: Err(OnlineError::DeadlinePassed { stage: self.stage, attempts: count }), attempts };
+                        return Served {
+                            result: Err(OnlineError::DeadlinePassed { stage: self.stage, attempts: count }),
+                            attempts,
+                        };
                     }
                 };
                 if endpoint.breaker.failed(std::time::Instant::now()) {
@@ -258,45 +295,28 @@ impl Online {
         if let Some(unknown) = config.devices.keys().find(|id| catalog.device(id).is_none()) {
             return Err(OnlineError::Config(format!("online.devices: '{unknown}' is not a device of the catalog")));
         }
-        let breaker = || Breaker::new(config.retry.breaker_failures, Duration::from_millis(config.retry.breaker_open_ms));
-        let endpoints = |field: &str, primary: &OnlineEndpointConfig| -> Result<Vec<(&'static str, OnlineEndpointConfig, Option<String>)>, OnlineError> {
-            let mut all = vec![("primary", primary.clone(), primary.api_key(field)?)];
-            if let Some(backup) = &primary.backup {
-                all.push(("backup", (**backup).clone(), backup.api_key(&format!("{field}.backup"))?));
-            }
-            Ok(all)
-        };
         let stt = match &config.stt {
             None => None,
-            Some(primary) => {
-                let mut chain = Vec::new();
-                for (role, endpoint, key) in endpoints("online.stt", primary)? {
-                    let client = SttClient::new(&endpoint.url, key, Duration::from_millis(endpoint.timeout_ms))
-                        .map_err(|e| OnlineError::Config(e.to_string()))?
-                        .with_model(&endpoint.model);
-                    chain.push(Endpoint { role, client, breaker: breaker() });
-                }
-                Some(Chain { stage: "stt", endpoints: chain, retry: config.retry.clone() })
-            }
+            Some(primary) => Some(Chain::build("stt", primary, &config.retry, |endpoint, key| {
+                let timeout = Duration::from_millis(endpoint.timeout_ms);
+                let client =
+                    SttClient::new(&endpoint.url, key, timeout).map_err(|e| OnlineError::Config(e.to_string()))?;
+                Ok(client.with_model(&endpoint.model))
+            })?),
         };
         let intent = match &config.intent {
             None => None,
-            Some(primary) => {
-                let mut chain = Vec::new();
-                for (role, endpoint, key) in endpoints("online.intent", primary)? {
-                    let params = ChatParams {
-                        temperature: endpoint.temperature.unwrap_or(0.0),
-                        strict: endpoint.strict.unwrap_or(true),
-                        max_tokens: endpoint.max_tokens,
-                    };
-                    let client =
-                        ChatClient::new(&endpoint.url, key, &endpoint.model, Duration::from_millis(endpoint.timeout_ms))
-                            .map_err(|e| OnlineError::Config(e.to_string()))?
-                            .with_params(params);
-                    chain.push(Endpoint { role, client, breaker: breaker() });
-                }
-                Some(Chain { stage: "intent", endpoints: chain, retry: config.retry.clone() })
-            }
+            Some(primary) => Some(Chain::build("intent", primary, &config.retry, |endpoint, key| {
+                let params = ChatParams {
+                    temperature: endpoint.temperature.unwrap_or(0.0),
+                    strict: endpoint.strict.unwrap_or(true),
+                    max_tokens: endpoint.max_tokens,
+                };
+                let timeout = Duration::from_millis(endpoint.timeout_ms);
+                let client = ChatClient::new(&endpoint.url, key, &endpoint.model, timeout)
+                    .map_err(|e| OnlineError::Config(e.to_string()))?;
+                Ok(client.with_params(params))
+            })?),
         };
         Ok(Online {
             privacy: config.privacy,
@@ -340,16 +360,26 @@ impl Online {
     /// Transcribes online (the caller checked [`Online::stt_refusal`]).
     pub async fn transcribe(&self, samples: &[f32], prompt: Option<&str>, deadline: Instant) -> Served<SttResult> {
         let Some(chain) = &self.stt else {
-            return Served { result: Err(OnlineError::Exhausted { stage: "stt", last: "online_off".into() }), attempts: Vec::new() };
+            return Served {
+                result: Err(OnlineError::Exhausted { stage: "stt", last: "online_off".into() }),
+                attempts: Vec::new(),
+            };
         };
-        chain.call(deadline, |client| async move { client.transcribe(samples, prompt).await.map_err(|e| Failure::of_stt(&e)) }).await
+        chain
+            .call(deadline, |client| async move {
+                client.transcribe(samples, prompt).await.map_err(|e| Failure::of_stt(&e))
+            })
+            .await
     }
 
     /// Interprets with the online model (the caller checked
     /// [`Online::intent_refusal`]); the answer is validated against the catalog.
     pub async fn interpret(&self, interpreter: &Interpreter, text: &str, deadline: Instant) -> Served<Interpretation> {
         let Some(chain) = &self.intent else {
-            return Served { result: Err(OnlineError::Exhausted { stage: "intent", last: "online_off".into() }), attempts: Vec::new() };
+            return Served {
+                result: Err(OnlineError::Exhausted { stage: "intent", last: "online_off".into() }),
+                attempts: Vec::new(),
+            };
         };
         chain
             .call(deadline, |client| async move {
@@ -365,10 +395,21 @@ mod tests {
     use super::*;
 
     fn chain(immediate: bool, backoff_retries: u32, roles: &[&'static str]) -> Chain<&'static str> {
-        let retry = RetryConfig { immediate, backoff_retries, backoff_base_ms: 1, backoff_max_ms: 4, breaker_failures: 3, breaker_open_ms: 60_000 };
+        let retry = RetryConfig {
+            immediate,
+            backoff_retries,
+            backoff_base_ms: 1,
+            backoff_max_ms: 4,
+            breaker_failures: 3,
+            breaker_open_ms: 60_000,
+        };
         Chain {
             stage: "test",
-            endpoints: roles.iter().map(|r| Endpoint { role: *r, client: *r, breaker: Breaker::new(3, Duration::from_secs(60)) }).collect(),
+            endpoints: roles
+                .iter()
+                .copied()
+                .map(|r| Endpoint { role: r, client: r, breaker: Breaker::new(3, Duration::from_secs(60)) })
+                .collect(),
             retry,
         }
     }
@@ -385,13 +426,11 @@ mod tests {
         let chain = chain(true, 2, &["primary", "backup"]);
         let deadline = Instant::now() + Duration::from_secs(5);
         let served = chain
-            .call(deadline, |client| {
-                async move {
-                    if client == "primary" {
-                        Err(Failure::new("status_503", "busy", true))
-                    } else {
-                        Ok(client)
-                    }
+            .call(deadline, |client| async move {
+                if client == "primary" {
+                    Err(Failure::new("status_503", "busy", true))
+                } else {
+                    Ok(client)
                 }
             })
             .await;
@@ -407,13 +446,11 @@ mod tests {
         let chain = chain(true, 2, &["primary", "backup"]);
         let deadline = Instant::now() + Duration::from_secs(5);
         let served = chain
-            .call(deadline, |client| {
-                async move {
-                    if client == "primary" {
-                        Err(Failure::from_status(401, "wrong key".into()))
-                    } else {
-                        Ok(client)
-                    }
+            .call(deadline, |client| async move {
+                if client == "primary" {
+                    Err(Failure::from_status(401, "wrong key".into()))
+                } else {
+                    Ok(client)
                 }
             })
             .await;

@@ -222,6 +222,7 @@ fn fold(average_us: &AtomicU64, took: Duration) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn thresholds() -> Thresholds {

@@ -91,7 +91,12 @@ fn main() -> anyhow::Result<()> {
     let engine = Arc::new(Engine { generator: Mutex::new(generator), model_name });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let info = json!({"threads": threads, "threads_batch": threads_batch, "ctx_size": args.ctx_size});
-    runtime.block_on(engine_http::serve(app(engine, token, args.remote.clone()), &args.listen, "hearken-llama", info))?;
+    runtime.block_on(engine_http::serve(
+        app(engine, token, args.remote.clone()),
+        &args.listen,
+        "hearken-llama",
+        info,
+    ))?;
     Ok(())
 }
 
