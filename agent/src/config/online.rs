@@ -181,9 +181,10 @@ impl OnlineEndpointConfig {
 }
 
 impl OnlineConfig {
-    /// Whether any stage may go online at all.
-    pub fn enabled(&self) -> bool {
-        self.privacy != Privacy::Never && (self.stt.is_some() || self.intent.is_some())
+    /// Whether any online endpoint is configured (the privacy policy then
+    /// decides, per utterance, what may use it; under `never` nothing does).
+    pub fn configured(&self) -> bool {
+        self.stt.is_some() || self.intent.is_some()
     }
 
     /// The values out of range, as (dotted field, message).

@@ -180,6 +180,19 @@ mod tests {
     }
 
     #[test]
+    fn counters_with_several_labels_render_them_all() {
+        let metrics = Metrics::default();
+        metrics.count_with("routes", &[("stage", "stt"), ("where", "online"), ("reason", "over_budget")]);
+        metrics.count_with("routes", &[("stage", "stt"), ("where", "online"), ("reason", "over_budget")]);
+        let text = metrics.render();
+        assert!(
+            text.contains("hearken_routes_total{stage=\"stt\",where=\"online\",reason=\"over_budget\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE hearken_routes_total counter"), "{text}");
+    }
+
+    #[test]
     fn host_gauges_appear_only_for_signals_that_were_read() {
         let metrics = Metrics::default();
         metrics.set_host(crate::host::Pressure { cpu_load: Some(0.5), memory_used: Some(0.25), gpu_memory_used: None });

@@ -167,7 +167,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     start.insert("activation".into(), json!(config.activation.mode));
     audit.append("daemon_start", start)?;
 
-    let online = if config.online.enabled() {
+    let online = if config.online.configured() {
         let online = Online::from_config(&config.online, &catalog).map_err(|e| DaemonError::Online(e.to_string()))?;
         Some(Arc::new(online))
     } else {
@@ -277,7 +277,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
 /// endpoints' base URLs (never their keys), or `null` when it is off.
 fn online_summary(config: &Config) -> Value {
     let online = &config.online;
-    if !online.enabled() {
+    if !online.configured() {
         return Value::Null;
     }
     let url = |endpoint: &Option<crate::config::OnlineEndpointConfig>| endpoint.as_ref().map(|e| e.url.clone());
