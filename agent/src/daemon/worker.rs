@@ -109,6 +109,19 @@ impl Leg {
         Leg { route, attempts: Vec::new(), fell_back: None }
     }
 
+    /// Keeps the online tries; the answer, or `None` when the stage falls back local.
+    fn served<T>(&mut self, served: crate::online::Served<T>, stage: &str) -> Option<T> {
+        self.attempts = served.attempts;
+        match served.result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                tracing::warn!(stage, error = %e, "online stage failed; falling back to the local engine");
+                self.fell_back = Some(e.to_string());
+                None
+            }
+        }
+    }
+
     fn to_json(&self) -> Value {
         let mut leg = json!({"where": self.route.place, "reason": self.route.reason});
         if !self.attempts.is_empty() {
@@ -264,13 +277,8 @@ impl Worker {
         let prompt = self.stt_prompt.as_deref();
         if let (Place::Online, Some(online)) = (route.place, &self.online) {
             let served = online.transcribe(&heard.segment.samples, prompt, online.deadline(heard.at)).await;
-            leg.attempts = served.attempts;
-            match served.result {
-                Ok(transcript) => return (Ok(transcript), leg),
-                Err(e) => {
-                    tracing::warn!(error = %e, "online speech-to-text failed; falling back to the local engine");
-                    leg.fell_back = Some(e.to_string());
-                }
+            if let Some(transcript) = leg.served(served, "stt") {
+                return (Ok(transcript), leg);
             }
         }
         *turn = Some(self.lane.enter().await);
@@ -308,13 +316,8 @@ impl Worker {
         let mut leg = Leg::new(route);
         if let (Place::Online, Some(online)) = (route.place, &self.online) {
             let served = online.interpret(&self.interpreter, request, online.deadline(heard.at)).await;
-            leg.attempts = served.attempts;
-            match served.result {
-                Ok(interpretation) => return (Ok(interpretation), leg),
-                Err(e) => {
-                    tracing::warn!(error = %e, "online intent failed; falling back to the local engine");
-                    leg.fell_back = Some(e.to_string());
-                }
+            if let Some(interpretation) = leg.served(served, "intent") {
+                return (Ok(interpretation), leg);
             }
         }
         if turn.is_none() && preview.asks_model {

@@ -138,6 +138,16 @@ pub struct Served<T> {
     pub attempts: Vec<Attempt>,
 }
 
+impl<T> Served<T> {
+    /// Nothing tried: the stage has no endpoint.
+    fn unconfigured(stage: &'static str) -> Served<T> {
+        Served {
+            result: Err(OnlineError::Exhausted { stage, last: "no endpoint configured".into() }),
+            attempts: Vec::new(),
+        }
+    }
+}
+
 /// One endpoint with its breaker.
 struct Endpoint<C> {
     role: &'static str,
@@ -359,12 +369,7 @@ impl Online {
 
     /// Transcribes online (the caller checked [`Online::stt_refusal`]).
     pub async fn transcribe(&self, samples: &[f32], prompt: Option<&str>, deadline: Instant) -> Served<SttResult> {
-        let Some(chain) = &self.stt else {
-            return Served {
-                result: Err(OnlineError::Exhausted { stage: "stt", last: "online_off".into() }),
-                attempts: Vec::new(),
-            };
-        };
+        let Some(chain) = &self.stt else { return Served::unconfigured("stt") };
         chain
             .call(deadline, |client| async move {
                 client.transcribe(samples, prompt).await.map_err(|e| Failure::of_stt(&e))
@@ -375,12 +380,7 @@ impl Online {
     /// Interprets with the online model (the caller checked
     /// [`Online::intent_refusal`]); the answer is validated against the catalog.
     pub async fn interpret(&self, interpreter: &Interpreter, text: &str, deadline: Instant) -> Served<Interpretation> {
-        let Some(chain) = &self.intent else {
-            return Served {
-                result: Err(OnlineError::Exhausted { stage: "intent", last: "online_off".into() }),
-                attempts: Vec::new(),
-            };
-        };
+        let Some(chain) = &self.intent else { return Served::unconfigured("intent") };
         chain
             .call(deadline, |client| async move {
                 interpreter.interpret_via(text, &client).await.map_err(|e| Failure::of_intent(&e))
