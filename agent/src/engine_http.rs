@@ -121,10 +121,54 @@ struct Traffic {
     connections: AtomicU64,
     requests: AtomicU64,
     replayed: AtomicU64,
+    abandoned: AtomicU64,
 }
 
-static TRAFFIC: Traffic =
-    Traffic { connections: AtomicU64::new(0), requests: AtomicU64::new(0), replayed: AtomicU64::new(0) };
+static TRAFFIC: Traffic = Traffic {
+    connections: AtomicU64::new(0),
+    requests: AtomicU64::new(0),
+    replayed: AtomicU64::new(0),
+    abandoned: AtomicU64::new(0),
+};
+
+/// One inference at a time, taken in turn. A request waits for its turn
+/// without holding a thread, so a client that gives up while waiting (a
+/// timeout, a deadline) takes its request out of the queue: an engine serving
+/// several boxes does not compute answers nobody will read. The work itself
+/// runs on a blocking thread that keeps the turn until it is done, so an
+/// abandoned computation never overlaps the next one.
+#[derive(Clone, Default)]
+pub struct Turns(Arc<tokio::sync::Mutex<()>>);
+
+/// Counts a request abandoned before its turn came (dropped while waiting).
+struct Waiting {
+    served: bool,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if !self.served {
+            TRAFFIC.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Turns {
+    /// Runs `work` on a blocking thread once it is this request's turn.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let mut waiting = Waiting { served: false };
+        let turn = self.0.clone().lock_owned().await;
+        waiting.served = true;
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work()
+        })
+        .await
+    }
+}
 
 fn count_connection<T>(_: &mut T) {
     TRAFFIC.connections.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +179,7 @@ async fn stats() -> Json<serde_json::Value> {
         "connections": TRAFFIC.connections.load(Ordering::Relaxed),
         "requests": TRAFFIC.requests.load(Ordering::Relaxed),
         "replayed": TRAFFIC.replayed.load(Ordering::Relaxed),
+        "abandoned": TRAFFIC.abandoned.load(Ordering::Relaxed),
     }))
 }
 

@@ -454,3 +454,34 @@ fn per_device_never_keeps_the_intent_stage_local() {
     let error = Online::from_config(&config, &catalog).err().unwrap();
     assert!(error.to_string().contains("no_such_device"), "{error}");
 }
+
+/// An engine serving several clients computes one request at a time; a
+/// request whose client gave up while it waited is dropped, not computed.
+#[test]
+fn requests_abandoned_while_waiting_are_never_computed() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = OnlineServer::start(dir.path(), "hearken-whisper", free_port().unwrap(), &[]);
+    let token = std::fs::read_to_string(&server.key_file).unwrap();
+    let long =
+        "turn on the kitchen light and then turn off the porch light and start the robot vacuum and open the blinds";
+    let speech = hearken::audio::read_wav(&synthesize(dir.path(), "long.wav", long)).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let send = |timeout: Duration| {
+        let client = hearken::stt::SttClient::new(&server.url(), Some(token.clone()), timeout).unwrap();
+        let samples = speech.samples.clone();
+        async move { client.transcribe(&samples, None).await }
+    };
+    runtime.block_on(async {
+        let patient = tokio::spawn(send(Duration::from_secs(60)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let impatient: Vec<_> = (0..4).map(|_| tokio::spawn(send(Duration::from_millis(200)))).collect();
+        for request in impatient {
+            assert!(request.await.unwrap().is_err(), "gave up after 200 ms");
+        }
+        assert_eq!(normalize_transcript(&patient.await.unwrap().unwrap().text), long);
+    });
+    let stats = server.stats();
+    assert_eq!(stats["requests"], 5, "{stats}");
+    assert_eq!(stats["abandoned"], 4, "the four that gave up waited behind the first and were dropped: {stats}");
+}

@@ -69,6 +69,7 @@ struct Args {
 struct Engine {
     generator: Mutex<Generator>,
     model_name: String,
+    turns: engine_http::Turns,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,7 +89,8 @@ fn main() -> anyhow::Result<()> {
     };
     let generator = Generator::load(&args.model, &config)?;
     let model_name = args.model.file_name().map_or_else(|| "gguf".to_owned(), |n| n.to_string_lossy().into_owned());
-    let engine = Arc::new(Engine { generator: Mutex::new(generator), model_name });
+    let engine =
+        Arc::new(Engine { generator: Mutex::new(generator), model_name, turns: engine_http::Turns::default() });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let info = json!({"threads": threads, "threads_batch": threads_batch, "ctx_size": args.ctx_size});
     runtime.block_on(engine_http::serve(
@@ -177,13 +179,15 @@ async fn chat_completions(
     let messages: Vec<(String, String)> = request.messages.into_iter().map(|m| (m.role, m.content)).collect();
     let worker = engine.clone();
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || {
-        let mut generator = worker.generator.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let matcher = schema.as_ref().map(|s| generator.compile_schema(s)).transpose()?;
-        let prompt = generator.render_chat(&messages)?;
-        generator.generate(&prompt, matcher, max_tokens)
-    })
-    .await;
+    let result = engine
+        .turns
+        .run(move || {
+            let mut generator = worker.generator.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let matcher = schema.as_ref().map(|s| generator.compile_schema(s)).transpose()?;
+            let prompt = generator.render_chat(&messages)?;
+            generator.generate(&prompt, matcher, max_tokens)
+        })
+        .await;
     let completion = match result {
         Ok(Ok(completion)) => completion,
         Ok(Err(GenerateError::BadRequest(message))) => return api_error(StatusCode::BAD_REQUEST, message),

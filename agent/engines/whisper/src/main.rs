@@ -54,6 +54,7 @@ struct Args {
 struct Engine {
     transcriber: Transcriber,
     model_name: String,
+    turns: engine_http::Turns,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,7 +65,7 @@ fn main() -> anyhow::Result<()> {
     whisper_rs::install_logging_hooks();
     let transcriber = Transcriber::load(&args.model, threads, args.gpu)?;
     let model_name = args.model.file_name().map_or_else(|| "whisper".to_owned(), |n| n.to_string_lossy().into_owned());
-    let engine = Arc::new(Engine { transcriber, model_name });
+    let engine = Arc::new(Engine { transcriber, model_name, turns: engine_http::Turns::default() });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     runtime.block_on(engine_http::serve(
         app(engine, token, args.remote.clone()),
@@ -128,10 +129,8 @@ async fn transcriptions(State(engine): State<Arc<Engine>>, mut multipart: Multip
     };
     let started = Instant::now();
     let worker = engine.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        worker.transcriber.transcribe(&audio.samples, prompt.as_deref(), &language)
-    })
-    .await;
+    let result =
+        engine.turns.run(move || worker.transcriber.transcribe(&audio.samples, prompt.as_deref(), &language)).await;
     let inference_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(Ok(transcript)) if format == "text" => transcript.text.into_response(),
