@@ -233,12 +233,13 @@ impl Worker {
     }
 
     /// The live signals for a routing decision; `remaining` is the local work
-    /// left for this utterance, `holding` whether it already has the lane.
+    /// left for this utterance, `holding` whether it already has the lane (then
+    /// it waits for nobody).
     fn signals(&self, heard: &Heard, engine: &Supervisor, remaining: Duration, holding: bool) -> Signals {
-        let ahead = self.lane.ahead().saturating_sub(usize::from(holding));
+        let local_wait = if holding { Duration::ZERO } else { self.lane.wait(self.lane.ahead()) };
         Signals {
             local_up: engine.endpoint().borrow().is_some(),
-            local_wait: self.lane.wait(ahead),
+            local_wait,
             local_service: remaining,
             elapsed: heard.at.elapsed(),
             pressure: self.lane.pressure(),
