@@ -14,8 +14,9 @@ pub enum BreakerState {
     Closed,
     /// Requests are skipped until the instant; then one probe.
     Open(Instant),
-    /// One probe is in flight; others are skipped until it answers.
-    Probing,
+    /// One probe, sent at the instant, is in flight; others are skipped until
+    /// it answers (or, should it never answer, for another open period).
+    Probing(Instant),
 }
 
 /// The breaker of one endpoint (shared by every utterance that uses it).
@@ -53,10 +54,14 @@ impl Breaker {
         match inner.state {
             BreakerState::Closed => true,
             BreakerState::Open(until) if now >= until => {
-                inner.state = BreakerState::Probing;
+                inner.state = BreakerState::Probing(now);
                 true
             }
-            BreakerState::Open(_) | BreakerState::Probing => false,
+            BreakerState::Probing(since) if now >= since + self.open_for => {
+                inner.state = BreakerState::Probing(now);
+                true
+            }
+            BreakerState::Open(_) | BreakerState::Probing(_) => false,
         }
     }
 
@@ -65,7 +70,7 @@ impl Breaker {
         match self.lock().state {
             BreakerState::Closed => true,
             BreakerState::Open(until) => now >= until,
-            BreakerState::Probing => false,
+            BreakerState::Probing(since) => now >= since + self.open_for,
         }
     }
 
@@ -80,7 +85,7 @@ impl Breaker {
     pub fn failed(&self, now: Instant) -> bool {
         let mut inner = self.lock();
         inner.failures = inner.failures.saturating_add(1);
-        let opens = inner.state == BreakerState::Probing || inner.failures >= self.failures_to_open;
+        let opens = matches!(inner.state, BreakerState::Probing(_)) || inner.failures >= self.failures_to_open;
         let was_open = matches!(inner.state, BreakerState::Open(_));
         if opens {
             inner.state = BreakerState::Open(now + self.open_for);
@@ -122,6 +127,7 @@ mod tests {
         assert!(breaker.would_allow(later));
         assert!(breaker.allow(later), "the probe");
         assert!(!breaker.allow(later), "only one probe at a time");
+        assert!(breaker.allow(later + Duration::from_secs(10)), "a probe that never answered is replaced");
         assert!(breaker.failed(later), "a failed probe opens it again");
         assert_eq!(breaker.state(), BreakerState::Open(later + Duration::from_secs(10)));
         let much_later = later + Duration::from_secs(10);
