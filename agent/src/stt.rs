@@ -142,11 +142,6 @@ impl SttClient {
         self
     }
 
-    /// The server's base URL (for reports; never the key).
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
     /// Transcribes 16 kHz mono samples; `prompt` primes the vocabulary.
     pub async fn transcribe(&self, samples: &[f32], prompt: Option<&str>) -> Result<SttResult, SttError> {
         let url = format!("{}/v1/audio/transcriptions", self.base_url);

@@ -124,11 +124,6 @@ impl ChatClient {
         self
     }
 
-    /// The server's base URL (for reports; never the key).
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
     /// Asks for a completion whose content must match `schema` (when given).
     pub async fn complete(
         &self,

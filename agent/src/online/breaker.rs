@@ -93,8 +93,8 @@ impl Breaker {
         opens && !was_open
     }
 
-    /// The state, for reports and metrics.
-    pub fn state(&self) -> BreakerState {
+    #[cfg(test)]
+    fn state(&self) -> BreakerState {
         self.lock().state
     }
 }
