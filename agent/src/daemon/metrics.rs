@@ -65,9 +65,14 @@ impl Metrics {
         self.restarts.lock().unwrap_or_else(|p| p.into_inner()).insert(engine, restarts);
     }
 
-    /// Keeps the latest host pressure sample for `/metrics`.
+    /// Keeps the latest host pressure sample for `/metrics` and the router.
     pub fn set_host(&self, pressure: crate::host::Pressure) {
         *self.host.lock().unwrap_or_else(|p| p.into_inner()) = pressure;
+    }
+
+    /// The latest host pressure sample (what `/metrics` shows and the router weighs).
+    pub fn host(&self) -> crate::host::Pressure {
+        *self.host.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The text exposition format.
@@ -117,7 +122,7 @@ impl Metrics {
         for (engine, restarts) in self.restarts.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             out.push_str(&format!("hearken_engine_restarts_total{{engine=\"{engine}\"}} {restarts}\n"));
         }
-        let host = *self.host.lock().unwrap_or_else(|p| p.into_inner());
+        let host = self.host();
         for (name, help, value) in [
             ("cpu_load_ratio", "One-minute load average per core.", host.cpu_load),
             ("memory_used_ratio", "Share of memory not available.", host.memory_used),

@@ -173,7 +173,6 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     } else {
         None
     };
-    let lane = LocalLane::default();
     let (utterances_tx, utterances_rx) = mpsc::channel(config.audio.queue_utterances);
     let stop_source = Arc::new(AtomicBool::new(false));
     let source = source::spawn(config.audio.clone(), utterances_tx, stop_source.clone(), metrics.clone());
@@ -197,7 +196,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
             Vec::new()
         },
         online: online.clone(),
-        lane: lane.clone(),
+        lane: LocalLane::default(),
     };
     let mut worker = tokio::spawn(worker.run(utterances_rx, control_rx));
 
@@ -224,9 +223,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
                 }
                 metrics.set_restarts("stt", stt.restarts());
                 metrics.set_restarts("intent", intent.restarts());
-                let pressure = crate::host::sample(gpu).await;
-                metrics.set_host(pressure);
-                lane.set_pressure(pressure);
+                metrics.set_host(crate::host::sample(gpu).await);
                 let up = |s: &Supervisor| if s.endpoint().borrow().is_some() { "up" } else { "restarting" };
                 notifier.status(&format!("serving; stt {}, intent {}, broker {}", up(&stt), up(&intent),
                     if link.is_connected() { "connected" } else { "disconnected" }));

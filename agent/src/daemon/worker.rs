@@ -72,7 +72,7 @@ pub struct Worker {
     pub stt_retry_prompts: Vec<String>,
     /// The online fallback, when configured and allowed by the privacy policy.
     pub online: Option<Arc<Online>>,
-    /// The local engines' lane (its host reading is refreshed by the main loop).
+    /// The local engines' lane.
     pub lane: LocalLane,
 }
 
@@ -242,7 +242,7 @@ impl Worker {
             local_wait,
             local_service: remaining,
             elapsed: heard.at.elapsed(),
-            pressure: self.lane.pressure(),
+            pressure: self.metrics.host(),
         }
     }
 

@@ -10,7 +10,7 @@
 //! different utterances never overlaps.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -134,7 +134,6 @@ struct LaneInner {
     ahead: AtomicUsize,
     stt_us: AtomicU64,
     intent_us: AtomicU64,
-    pressure: Mutex<Pressure>,
 }
 
 /// An utterance's turn on the local engines; dropping it lets the next one in.
@@ -158,7 +157,6 @@ impl Default for LocalLane {
                 ahead: AtomicUsize::new(0),
                 stt_us: AtomicU64::new(INITIAL_STT.as_micros() as u64),
                 intent_us: AtomicU64::new(INITIAL_INTENT.as_micros() as u64),
-                pressure: Mutex::new(Pressure::default()),
             }),
         }
     }
@@ -193,16 +191,6 @@ impl LocalLane {
     /// Folds a measured local intent time into its average (weight 1/4).
     pub fn measured_intent(&self, took: Duration) {
         fold(&self.inner.intent_us, took);
-    }
-
-    /// The latest host reading (the daemon's main loop refreshes it).
-    pub fn pressure(&self) -> Pressure {
-        *self.inner.pressure.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Stores a host reading.
-    pub fn set_pressure(&self, pressure: Pressure) {
-        *self.inner.pressure.lock().unwrap_or_else(|p| p.into_inner()) = pressure;
     }
 
     /// Waits for the lane (counted as ahead of later utterances from now on).
