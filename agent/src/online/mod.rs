@@ -138,7 +138,20 @@ pub struct Served<T> {
     pub attempts: Vec<Attempt>,
 }
 
+impl Attempt {
+    /// A try that sent nothing (`deadline`, `breaker_open`).
+    fn skipped(endpoint: &'static str, outcome: &str) -> Attempt {
+        Attempt { endpoint, sent: false, outcome: outcome.to_owned(), ms: 0.0 }
+    }
+}
+
 impl<T> Served<T> {
+    /// The deadline passed: what was sent so far, and nothing more.
+    fn deadline_passed(stage: &'static str, attempts: Vec<Attempt>) -> Served<T> {
+        let sent = attempts.iter().filter(|a| a.sent).count();
+        Served { result: Err(OnlineError::DeadlinePassed { stage, attempts: sent }), attempts }
+    }
+
     /// Nothing tried: the stage has no endpoint.
     fn unconfigured(stage: &'static str) -> Served<T> {
         Served {
@@ -221,32 +234,18 @@ impl<C: Clone> Chain<C> {
     {
         let mut attempts = Vec::new();
         let mut last = "no endpoint".to_owned();
-        let sent = |attempts: &Vec<Attempt>| attempts.iter().filter(|a| a.sent).count();
         for endpoint in &self.endpoints {
+            let role = endpoint.role;
             let mut tries = 0u32;
             loop {
                 let now = Instant::now();
                 if now >= deadline {
-                    attempts.push(Attempt {
-                        endpoint: endpoint.role,
-                        sent: false,
-                        outcome: "deadline".into(),
-                        ms: 0.0,
-                    });
-                    let count = sent(&attempts);
-                    return Served {
-                        result: Err(OnlineError::DeadlinePassed { stage: self.stage, attempts: count }),
-                        attempts,
-                    };
+                    attempts.push(Attempt::skipped(role, "deadline"));
+                    return Served::deadline_passed(self.stage, attempts);
                 }
                 if !endpoint.breaker.allow(now.into_std()) {
-                    attempts.push(Attempt {
-                        endpoint: endpoint.role,
-                        sent: false,
-                        outcome: "breaker_open".into(),
-                        ms: 0.0,
-                    });
-                    last = format!("{} breaker open", endpoint.role);
+                    attempts.push(Attempt::skipped(role, "breaker_open"));
+                    last = format!("{role} breaker open");
                     break;
                 }
                 tries += 1;
@@ -255,26 +254,22 @@ impl<C: Clone> Chain<C> {
                 let failure = match answer {
                     Ok(Ok(value)) => {
                         endpoint.breaker.succeeded();
-                        attempts.push(Attempt { endpoint: endpoint.role, sent: true, outcome: "ok".into(), ms });
+                        attempts.push(Attempt { endpoint: role, sent: true, outcome: "ok".into(), ms });
                         return Served { result: Ok(value), attempts };
                     }
                     Ok(Err(failure)) => failure,
                     Err(_) => {
                         endpoint.breaker.failed(std::time::Instant::now());
-                        attempts.push(Attempt { endpoint: endpoint.role, sent: true, outcome: "deadline".into(), ms });
-                        let count = sent(&attempts);
-                        return Served {
-                            result: Err(OnlineError::DeadlinePassed { stage: self.stage, attempts: count }),
-                            attempts,
-                        };
+                        attempts.push(Attempt { endpoint: role, sent: true, outcome: "deadline".into(), ms });
+                        return Served::deadline_passed(self.stage, attempts);
                     }
                 };
                 if endpoint.breaker.failed(std::time::Instant::now()) {
-                    tracing::warn!(stage = self.stage, endpoint = endpoint.role, "circuit breaker opened");
+                    tracing::warn!(stage = self.stage, endpoint = role, "circuit breaker opened");
                 }
-                tracing::warn!(stage = self.stage, endpoint = endpoint.role, kind = %failure.kind, error = %failure.message, "online request failed");
-                attempts.push(Attempt { endpoint: endpoint.role, sent: true, outcome: failure.kind.clone(), ms });
-                last = failure.message.clone();
+                tracing::warn!(stage = self.stage, endpoint = role, kind = %failure.kind, error = %failure.message, "online request failed");
+                attempts.push(Attempt { endpoint: role, sent: true, outcome: failure.kind, ms });
+                last = failure.message;
                 let wait = match self.next_wait(tries) {
                     Some(wait) if failure.transient => wait,
                     _ => break,
