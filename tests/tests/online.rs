@@ -68,15 +68,9 @@ impl OnlineServer {
 
     fn endpoint(&self, model: &str) -> OnlineEndpointConfig {
         OnlineEndpointConfig {
-            url: self.url(),
-            model: model.to_owned(),
             api_key_file: Some(self.key_file.clone()),
-            api_key_env: None,
             timeout_ms: 10_000,
-            max_tokens: None,
-            temperature: None,
-            strict: None,
-            backup: None,
+            ..OnlineEndpointConfig::new(&self.url(), model)
         }
     }
 
@@ -428,17 +422,7 @@ const MODEL_REQUEST: &str = "make the living room lamp a bit brighter";
 #[test]
 fn per_device_never_keeps_the_intent_stage_local() {
     let catalog = Catalog::load(&repo_file("devices/home.toml")).unwrap();
-    let endpoint = OnlineEndpointConfig {
-        url: "http://127.0.0.1:9".to_owned(),
-        model: "m".to_owned(),
-        api_key_file: None,
-        api_key_env: None,
-        timeout_ms: 1000,
-        max_tokens: None,
-        temperature: None,
-        strict: None,
-        backup: None,
-    };
+    let endpoint = OnlineEndpointConfig { timeout_ms: 1000, ..OnlineEndpointConfig::new("http://127.0.0.1:9", "m") };
     let mut config = OnlineConfig {
         privacy: Privacy::Any,
         intent: Some(endpoint.clone()),

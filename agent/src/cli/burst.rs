@@ -222,15 +222,9 @@ impl StandIn {
 
     fn config(&self, budget_ms: u64) -> OnlineConfig {
         let endpoint = |url: &str, key: &Path, model: &str| OnlineEndpointConfig {
-            url: url.to_owned(),
-            model: model.to_owned(),
             api_key_file: Some(key.to_owned()),
-            api_key_env: None,
             timeout_ms: 2_000,
-            max_tokens: None,
-            temperature: None,
-            strict: None,
-            backup: None,
+            ..OnlineEndpointConfig::new(url, model)
         };
         OnlineConfig {
             privacy: Privacy::Any,

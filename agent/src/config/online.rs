@@ -132,6 +132,22 @@ fn default_online_timeout_ms() -> u64 {
 }
 
 impl OnlineEndpointConfig {
+    /// An endpoint at `url` naming `model`, with no API key, the default
+    /// timeout, the default parameters and no backup (set the rest as needed).
+    pub fn new(url: &str, model: &str) -> OnlineEndpointConfig {
+        OnlineEndpointConfig {
+            url: url.to_owned(),
+            model: model.to_owned(),
+            api_key_file: None,
+            api_key_env: None,
+            timeout_ms: default_online_timeout_ms(),
+            max_tokens: None,
+            temperature: None,
+            strict: None,
+            backup: None,
+        }
+    }
+
     /// The API key, from the file or the environment variable; `None` when neither is set.
     pub fn api_key(&self, field: &str) -> Result<Option<String>, ConfigError> {
         match (&self.api_key_file, &self.api_key_env) {
