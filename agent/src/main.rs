@@ -166,8 +166,9 @@ enum BenchCommand {
     /// utterances whose acknowledged commands are exactly the expected ones.
     E2e(cli::demo::BenchE2eArgs),
     /// Many utterances at once through the daemon, with and without the online fallback
-    /// (a stand-in online API: a second pair of engines adding a fixed delay per request):
-    /// end of speech → acknowledgement median/p95 and the local/online split.
+    /// (a stand-in online API: a second pair of engines adding a fixed delay per request,
+    /// answering the timed burst from what they computed in a priming run unless
+    /// --online-computes): end of speech → acknowledgement median/p95 and the local/online split.
     Burst(cli::burst::BenchBurstArgs),
     /// VAD segmentation speed on one core.
     Vad {
