@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, fetches the whisper
 # model, runs every unit and integration test (real Mosquitto brokers, the
-# device simulator, the real whisper and llama engines), then clippy and rustfmt.
+# device simulator, the real whisper and llama engines), a short run of every
+# fuzz target, then clippy and rustfmt.
 # Respects CARGO_TARGET_DIR for a cached build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,7 @@ cargo build --workspace --all-targets --locked
 # SmolLM2-135M and Gemma 3 270M (cached outside the clone).
 "${CARGO_TARGET_DIR:-target}/debug/hearken" models fetch
 cargo test --workspace --locked
+# Every fuzz target for 30 s (cargo-fuzz, libFuzzer; see docs/security.md).
+scripts/fuzz.sh 30
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo fmt --all -- --check

@@ -4,12 +4,14 @@
 //! never silently falls back to a default. Secrets (broker password, engine
 //! tokens) come from files or the environment and are never printed.
 
+mod limits;
 mod online;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use limits::{LimitsConfig, MAX_COMMANDS_CEILING};
 pub use online::{OnlineConfig, OnlineEndpointConfig, Privacy, RetryConfig};
 
 use crate::mqtt::BrokerOptions;
@@ -94,6 +96,9 @@ pub struct Config {
     /// Handing work to online APIs when the box is busy or an engine is down (off by default).
     #[serde(default)]
     pub online: OnlineConfig,
+    /// Bounds on requests and commands (`docs/security.md`).
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// The MQTT broker and its credentials.
@@ -139,6 +144,10 @@ pub enum AudioSource {
     Microphone,
     /// A WAV file, then the daemon stops (tests, benchmarks, demos).
     File,
+    /// Requests as text, one per line, from `file` (standard input when no
+    /// file is set): no VAD, no speech-to-text. For soak tests, benchmarks
+    /// and text front-ends; the daemon stops at the end of the input.
+    Text,
     /// Raw 16 kHz mono s16le PCM on standard input.
     Stdin,
 }
@@ -147,11 +156,11 @@ pub enum AudioSource {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AudioConfig {
-    /// `microphone`, `file` or `stdin`.
+    /// `microphone`, `file`, `stdin` or `text`.
     pub source: AudioSource,
     /// Microphone name or index (empty: the system default input).
     pub device: String,
-    /// WAV file for `source = "file"`.
+    /// WAV file for `source = "file"`; text file for `source = "text"`.
     pub file: Option<PathBuf>,
     /// Feed the file at real time (as a microphone would) rather than as fast as possible.
     pub realtime: bool,
@@ -403,6 +412,9 @@ impl Config {
         }
         if let Err((field, message)) = self.online.check() {
             return invalid(&field, message);
+        }
+        if let Err((field, message)) = self.limits.check() {
+            return invalid(&field, &message);
         }
         if let Some(listen) = &self.metrics.listen {
             if listen.parse::<std::net::SocketAddr>().is_err() {

@@ -170,6 +170,13 @@ enum BenchCommand {
     /// answering the timed burst from what they computed in a priming run unless
     /// --online-computes): end of speech → acknowledgement median/p95 and the local/online split.
     Burst(cli::burst::BenchBurstArgs),
+    /// Thousands of commands through the daemon's text path with faults injected
+    /// (acknowledgements dropped/late/duplicated/forged/malformed, broker restarts,
+    /// engines killed, a failing online API): every command accounted for, and the
+    /// invariants checked (nothing published twice, after a reconnect or outside the
+    /// catalog; the audit log verifies; the daemon's memory at start and end). Exits 1
+    /// when an invariant fails.
+    Soak(cli::soak::BenchSoakArgs),
     /// VAD segmentation speed on one core.
     Vad {
         /// Runs over one minute of audio.
@@ -468,6 +475,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         TopCommand::Demo(args) => runtime()?.block_on(cli::demo::demo(args)),
         TopCommand::Bench(BenchCommand::E2e(args)) => runtime()?.block_on(cli::demo::bench_e2e(args)),
         TopCommand::Bench(BenchCommand::Burst(args)) => runtime()?.block_on(cli::burst::bench_burst(args)),
+        TopCommand::Bench(BenchCommand::Soak(args)) => runtime()?.block_on(cli::soak::bench_soak(args)),
         TopCommand::Interpret(args) => runtime()?.block_on(cli::interpret::interpret(args)),
         TopCommand::Bench(BenchCommand::Nlu(args)) => runtime()?.block_on(cli::interpret::bench_nlu(args)),
         TopCommand::Bench(BenchCommand::Vad { runs }) => {
@@ -729,7 +737,8 @@ async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
             () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => None,
             _ = tokio::signal::ctrl_c() => None,
         };
-        let Some(source::Heard { segment, .. }) = next else { break };
+        // The speech source only ever yields speech.
+        let Some(source::Heard { input: source::Input::Speech(segment), .. }) = next else { break };
         let line = match client.transcribe(&segment.samples, None).await {
             Ok(result) => {
                 json!({"source": source, "start_ms": segment.start_ms, "end_ms": segment.end_ms, "cut": segment.cut,

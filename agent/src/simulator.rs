@@ -84,6 +84,8 @@ pub struct SimulatorStats {
     pub malformed: AtomicU64,
     /// Refusals.
     pub rejected: AtomicU64,
+    /// Commands answered twice on purpose.
+    pub duplicated: AtomicU64,
     /// Messages on command topics that were not valid commands.
     pub invalid: AtomicU64,
 }
@@ -294,7 +296,12 @@ impl Devices {
             }
             Fault::None => {}
         }
-        let copies = if duplicate { 2 } else { 1 };
+        let copies = if duplicate {
+            self.stats.duplicated.fetch_add(1, Ordering::Relaxed);
+            2
+        } else {
+            1
+        };
         let client = self.client.clone();
         let stats = self.stats.clone();
         let send = move || {

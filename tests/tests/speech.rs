@@ -192,7 +192,9 @@ async fn the_engine_requires_its_token_and_rejects_malformed_requests() {
     let too_long = vec![0.0f32; 31 * 16_000];
     let client = engine.client(Duration::from_secs(30)).unwrap();
     match client.transcribe(&too_long, None).await {
-        Err(SttError::Status { status: 413, message, .. }) => assert!(message.contains("30 s"), "{message}"),
+        Err(SttError::Status { status: 413, message, .. }) => {
+            assert!(message.contains("at most 30000 ms") && message.contains("--max-audio-ms"), "{message}")
+        }
         other => panic!("expected 413, got {other:?}"),
     }
     // Still serving after the bad requests.

@@ -6,3 +6,4 @@ pub mod demo;
 pub mod interpret;
 pub mod process;
 pub mod run;
+pub mod soak;

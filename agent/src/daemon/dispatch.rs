@@ -15,6 +15,7 @@ use super::Reports;
 use crate::audit::AuditLog;
 use crate::command::Command;
 use crate::mqtt::{CommandLink, Delivery, Outcome};
+use crate::rate_limit::RateLimits;
 use crate::{events, millis};
 
 /// Commands ready to go out, with what the report and audit need.
@@ -31,27 +32,42 @@ pub struct Dispatch {
     pub span: tracing::Span,
 }
 
-/// Runs the MQTT stage until the channel closes.
+/// Runs the MQTT stage until the channel closes. Every command passes the
+/// rate limits here, the one place all commands (confirmed ones too) go through.
 pub async fn run(
     mut work: mpsc::Receiver<Dispatch>,
     link: CommandLink,
+    mut limits: RateLimits,
     audit: Arc<AuditLog>,
     metrics: Arc<Metrics>,
     reports: Reports,
 ) {
     while let Some(dispatch) = work.recv().await {
         let span = dispatch.span.clone();
-        dispatch_one(dispatch, &link, &audit, &metrics, &reports).instrument(span).await;
+        dispatch_one(dispatch, &link, &mut limits, &audit, &metrics, &reports).instrument(span).await;
     }
 }
 
-async fn dispatch_one(dispatch: Dispatch, link: &CommandLink, audit: &AuditLog, metrics: &Metrics, reports: &Reports) {
+async fn dispatch_one(
+    dispatch: Dispatch,
+    link: &CommandLink,
+    limits: &mut RateLimits,
+    audit: &AuditLog,
+    metrics: &Metrics,
+    reports: &Reports,
+) {
     let Dispatch { mut report, commands, audit_ref, heard_at, .. } = dispatch;
     let started = Instant::now();
     let mut sends = tokio::task::JoinSet::new();
     for (i, command) in commands.iter().cloned().enumerate() {
         let link = link.clone();
+        let confirm_class =
+            link.catalog().device(&command.device).is_some_and(|d| d.needs_confirmation(&command.action));
+        let admitted = limits.admit(&command.device, confirm_class, Instant::now());
         sends.spawn(async move {
+            if let Err(limit) = admitted {
+                return (i, Delivery::not_sent(limit, Duration::ZERO), Instant::now());
+            }
             let delivery = link
                 .send(&command)
                 .await

@@ -36,13 +36,14 @@ use tokio::sync::mpsc;
 
 use crate::audit::{AuditLog, AuditOptions, FsyncPolicy};
 use crate::catalog::Catalog;
-use crate::config::{Config, EngineConfig};
+use crate::config::{AudioSource, Config, EngineConfig};
 use crate::models;
 use crate::mqtt::CommandLink;
 use crate::nlu::client::ChatClient;
 use crate::nlu::{Interpreter, InterpreterConfig};
 use crate::online::router::LocalLane;
 use crate::online::Online;
+use crate::rate_limit::RateLimits;
 use supervisor::{EngineSpec, Supervisor};
 
 /// Errors that stop the daemon (everything per utterance is reported and audited instead).
@@ -129,7 +130,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         });
     }
     let broker = config.broker_options()?;
-    let link = CommandLink::start(&broker, catalog.clone())?;
+    let link = CommandLink::start_bounded(&broker, catalog.clone(), config.limits.mqtt_in_flight)?;
     let (control_tx, control_rx) = mpsc::channel(16);
     control::start(&broker, &catalog.site, control_tx)?;
 
@@ -153,8 +154,11 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     // part of starting up (slow on a loaded box), so it gets the startup
     // timeout; utterances then get the request timeout.
     let startup_timeout = Duration::from_millis(config.engines.startup_timeout_ms);
-    let interpreter =
-        Arc::new(Interpreter::new((*catalog).clone(), intent_client(startup_timeout)?, InterpreterConfig::default()));
+    let interpreter = Arc::new(Interpreter::new(
+        (*catalog).clone(),
+        intent_client(startup_timeout)?,
+        InterpreterConfig { max_commands: config.limits.max_commands, ..InterpreterConfig::default() },
+    ));
     interpreter.warm_up().await.map_err(|e| DaemonError::Engine { engine: "intent", reason: e.to_string() })?;
     interpreter.set_client(intent_client(config.intent.timeout())?);
     let broker_connected = link.wait_connected(Duration::from_millis(config.broker.connect_timeout_ms)).await.is_ok();
@@ -175,10 +179,22 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     };
     let (utterances_tx, utterances_rx) = mpsc::channel(config.audio.queue_utterances);
     let stop_source = Arc::new(AtomicBool::new(false));
-    let source = source::spawn(config.audio.clone(), utterances_tx, stop_source.clone(), metrics.clone());
+    let source = if config.audio.source == AudioSource::Text {
+        source::spawn_text(config.audio.clone(), config.limits.max_request_chars, utterances_tx, stop_source.clone())
+    } else {
+        source::spawn(config.audio.clone(), utterances_tx, stop_source.clone(), metrics.clone())
+    };
     let (dispatch_tx, dispatch_rx) = mpsc::channel(DISPATCH_QUEUE);
-    let dispatcher =
-        tokio::spawn(dispatch::run(dispatch_rx, link.clone(), audit.clone(), metrics.clone(), reports.clone()));
+    let rate_limits =
+        RateLimits::new(config.limits.device_commands_per_minute, config.limits.confirm_commands_per_minute);
+    let dispatcher = tokio::spawn(dispatch::run(
+        dispatch_rx,
+        link.clone(),
+        rate_limits,
+        audit.clone(),
+        metrics.clone(),
+        reports.clone(),
+    ));
     let worker = worker::Worker {
         config: config.clone(),
         interpreter,

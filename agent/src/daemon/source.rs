@@ -16,14 +16,28 @@ use super::DaemonError;
 use crate::config::{AudioConfig, AudioSource};
 use crate::{audio, capture, vad};
 
-/// One utterance as the VAD cut it.
+/// One utterance: speech as the VAD cut it, or a line of the text source.
 pub struct Heard {
     /// Sequential id, for the tracing span, the report and the audit record.
     pub id: u64,
-    /// The audio and where it lies in the stream.
-    pub segment: vad::Segment,
-    /// When the segmenter emitted it: end of speech plus the trailing silence.
+    /// What was heard.
+    pub input: Input,
+    /// When it was emitted: end of speech plus the trailing silence, or when the line was read.
     pub at: Instant,
+}
+
+/// What an utterance is made of.
+pub enum Input {
+    /// The audio and where it lies in the stream.
+    Speech(vad::Segment),
+    /// A request as text (`audio.source = "text"`).
+    Text {
+        /// 1-based line number in the input.
+        line: u64,
+        /// The line, at most `limits.max_request_chars` + 1 characters: the rest of a
+        /// longer line is never held in memory, and the worker refuses it.
+        text: String,
+    },
 }
 
 /// How often the segmenter looks at the stop flag while no audio arrives.
@@ -62,7 +76,8 @@ pub fn spawn(
         let mut segmenter = vad::Segmenter::new(vad_config(&config))?;
         let next_id = AtomicU64::new(1);
         let deliver = |segment: vad::Segment| -> bool {
-            let heard = Heard { id: next_id.fetch_add(1, Ordering::Relaxed), segment, at: Instant::now() };
+            let input = Input::Speech(segment);
+            let heard = Heard { id: next_id.fetch_add(1, Ordering::Relaxed), input, at: Instant::now() };
             if live {
                 match utterances.try_send(heard) {
                     Ok(()) => true,
@@ -109,6 +124,8 @@ fn read_input(
     capture_stats: &Arc<capture::CaptureStats>,
 ) -> Result<(), DaemonError> {
     match config.source {
+        // Lines of text are read by `spawn_text`, never as audio.
+        AudioSource::Text => Err(DaemonError::Source("source = \"text\" is not audio".to_owned())),
         AudioSource::Microphone => {
             let device = Some(config.device.clone()).filter(|d| !d.is_empty());
             capture::run(&capture::CaptureConfig { device, ring_ms: 2_000 }, sink, capture_stats, stop)?;
@@ -146,5 +163,116 @@ fn read_input(
                 }
             }
         }
+    }
+}
+
+/// Starts the text source (`audio.source = "text"`): one request per line
+/// from `audio.file`, or standard input when no file is set. Lines wait for
+/// the worker (backpressure) rather than being dropped; blank lines are
+/// skipped. It ends at the end of the input or when `stop` is set.
+pub fn spawn_text(
+    config: AudioConfig,
+    max_chars: usize,
+    utterances: mpsc::Sender<Heard>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<(), DaemonError>> {
+    std::thread::spawn(move || {
+        let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel::<(u64, String)>(16);
+        let reader = std::thread::spawn(move || -> Result<(), DaemonError> {
+            let input: Box<dyn Read + Send> = match &config.file {
+                Some(path) => Box::new(std::fs::File::open(path).map_err(|e| {
+                    DaemonError::Source(format!("{}: cannot read the text input: {e}", path.display()))
+                })?),
+                None => Box::new(std::io::stdin()),
+            };
+            let mut input = std::io::BufReader::new(input);
+            let mut number = 0;
+            while let Some(line) = read_capped_line(&mut input, max_chars + 1)
+                .map_err(|e| DaemonError::Source(format!("text input: {e}")))?
+            {
+                number += 1;
+                if !line.trim().is_empty() && lines_tx.send((number, line)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let mut next_id = 1;
+        while !stop.load(Ordering::Relaxed) {
+            let (line, text) = match lines_rx.recv_timeout(STOP_POLL) {
+                Ok(line) => line,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let heard = Heard { id: next_id, input: Input::Text { line, text }, at: Instant::now() };
+            next_id += 1;
+            if utterances.blocking_send(heard).is_err() {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        if reader.is_finished() {
+            return reader.join().map_err(|_| DaemonError::Source("the text reader panicked".to_owned()))?;
+        }
+        Ok(())
+    })
+}
+
+/// The next line without its line ending, holding at most `max_chars`
+/// characters of it (the rest is read and thrown away); `None` at the end.
+/// Bytes that are not UTF-8 become U+FFFD.
+pub fn read_capped_line(input: &mut impl std::io::BufRead, max_chars: usize) -> std::io::Result<Option<String>> {
+    // A character is at most 4 bytes: keep that many, cut at a character boundary below.
+    let max_bytes = max_chars.saturating_mul(4);
+    let mut kept = Vec::new();
+    let mut any = false;
+    loop {
+        let buffer = input.fill_buf()?;
+        if buffer.is_empty() {
+            break;
+        }
+        any = true;
+        let (chunk, end) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buffer[..i], Some(i + 1)),
+            None => (buffer, None),
+        };
+        let room = max_bytes.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let consumed = end.unwrap_or(buffer.len());
+        input.consume(consumed);
+        if end.is_some() {
+            break;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(&kept);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    Ok(Some(text.chars().take(max_chars).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn lines_are_held_only_up_to_the_cap_and_the_rest_is_skipped() {
+        let long = "é".repeat(10_000);
+        let text = format!("turn on the fan\r\n{long}\nnext\n\nlast without newline");
+        let mut input = std::io::BufReader::with_capacity(7, text.as_bytes());
+        let mut lines = Vec::new();
+        while let Some(line) = read_capped_line(&mut input, 6).unwrap() {
+            lines.push(line);
+        }
+        assert_eq!(lines, ["turn o", "éééééé", "next", "", "last w"]);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_become_replacement_characters() {
+        let mut input = std::io::BufReader::new(&b"on\xff\n"[..]);
+        assert_eq!(read_capped_line(&mut input, 10).unwrap().unwrap(), "on\u{fffd}");
+        assert_eq!(read_capped_line(&mut input, 10).unwrap(), None);
     }
 }

@@ -22,7 +22,7 @@ use super::activation::{confirmation_answer, strip_wake_phrase};
 use super::control::Control;
 use super::dispatch::Dispatch;
 use super::metrics::Metrics;
-use super::source::Heard;
+use super::source::{Heard, Input};
 use super::supervisor::{Endpoint, Supervisor};
 use super::Reports;
 use crate::audit::AuditLog;
@@ -263,6 +263,7 @@ impl Worker {
     async fn transcribe(
         &self,
         heard: &Heard,
+        samples: &[f32],
         state: &State,
         turn: &mut Option<Turn>,
     ) -> (Result<SttResult, String>, Leg) {
@@ -277,7 +278,7 @@ impl Worker {
         let mut leg = Leg::new(route);
         let prompt = self.stt_prompt.as_deref();
         if let (Place::Online, Some(online)) = (route.place, &self.online) {
-            let served = online.transcribe(&heard.segment.samples, prompt, online.deadline(heard.at)).await;
+            let served = online.transcribe(samples, prompt, online.deadline(heard.at)).await;
             if let Some(transcript) = leg.served(served, "stt") {
                 return (Ok(transcript), leg);
             }
@@ -285,7 +286,7 @@ impl Worker {
         *turn = Some(self.lane.enter().await);
         let transcript = match self.stt_client(state).await {
             None => Err("speech engine down (restarting)".to_owned()),
-            Some(client) => client.transcribe(&heard.segment.samples, prompt).await.map_err(|e| e.to_string()),
+            Some(client) => client.transcribe(samples, prompt).await.map_err(|e| e.to_string()),
         };
         if let Ok(t) = &transcript {
             self.lane.measured_stt(t.latency);
@@ -336,22 +337,42 @@ impl Worker {
         self.metrics.observe("queue", queue);
         let mut report = Map::new();
         report.insert("utterance".into(), json!(heard.id));
-        report.insert("start_ms".into(), json!(heard.segment.start_ms));
-        report.insert("end_ms".into(), json!(heard.segment.end_ms));
-        report.insert("cut".into(), json!(heard.segment.cut));
-        let mut latency = json!({"trailing_silence": self.config.audio.end_silence_ms, "queue": millis(queue)});
-
-        // Speech to text. `turn` is this utterance's hold on the local engines, once it needs them.
+        let mut latency = json!({"queue": millis(queue)});
+        let mut route = Map::new();
+        // `turn` is this utterance's hold on the local engines, once it needs them.
         let mut turn = None;
-        let (transcript, stt_leg) = self.transcribe(&heard, state, &mut turn).await;
-        self.record_route("stt", &stt_leg);
-        report.insert("route".into(), json!({"stt": stt_leg.to_json()}));
-        let transcript = match transcript {
-            Ok(t) => t,
-            Err(error) => return self.not_handled(report, latency, "stt", &error, &heard).await,
+        let (transcript, samples) = match &heard.input {
+            Input::Text { line, text } => {
+                report.insert("line".into(), json!(line));
+                report.insert("route".into(), json!({}));
+                (SttResult { text: text.clone(), latency: Duration::ZERO }, None)
+            }
+            Input::Speech(segment) => {
+                report.insert("start_ms".into(), json!(segment.start_ms));
+                report.insert("end_ms".into(), json!(segment.end_ms));
+                report.insert("cut".into(), json!(segment.cut));
+                latency["trailing_silence"] = json!(self.config.audio.end_silence_ms);
+                let (transcript, stt_leg) = self.transcribe(&heard, &segment.samples, state, &mut turn).await;
+                self.record_route("stt", &stt_leg);
+                route.insert("stt".into(), stt_leg.to_json());
+                report.insert("route".into(), Value::Object(route.clone()));
+                let transcript = match transcript {
+                    Ok(t) => t,
+                    Err(error) => return self.not_handled(report, latency, "stt", &error, &heard).await,
+                };
+                latency["stt"] = json!(millis(transcript.latency));
+                self.metrics.observe("stt", transcript.latency);
+                // Further, primed transcriptions run on the local engines only when the first reading was theirs.
+                let local_stt = stt_leg.route.place == Place::Local || stt_leg.fell_back.is_some();
+                (transcript, local_stt.then_some(&segment.samples))
+            }
         };
-        latency["stt"] = json!(millis(transcript.latency));
-        self.metrics.observe("stt", transcript.latency);
+        let max_chars = self.config.limits.max_request_chars;
+        if transcript.text.chars().count() > max_chars {
+            report.insert("text".into(), json!(transcript.text.chars().take(max_chars).collect::<String>()));
+            let error = format!("the request is longer than limits.max_request_chars ({max_chars} characters)");
+            return self.not_handled(report, latency, "limits", &error, &heard).await;
+        }
         report.insert("text".into(), json!(transcript.text));
 
         // A spoken answer to a pending confirmation.
@@ -395,7 +416,8 @@ impl Worker {
         // Intent.
         let (interpretation, intent_leg) = self.interpret_routed(&heard, &request, state, &mut turn).await;
         self.record_route("intent", &intent_leg);
-        report.insert("route".into(), json!({"stt": stt_leg.to_json(), "intent": intent_leg.to_json()}));
+        route.insert("intent".into(), intent_leg.to_json());
+        report.insert("route".into(), Value::Object(route));
         let mut interpretation = match interpretation {
             Ok(i) => i,
             Err(e) => {
@@ -408,12 +430,12 @@ impl Worker {
 
         // Something not heard: further, primed transcriptions (on the local
         // engines, only when the first reading was theirs).
-        let local_stt = stt_leg.route.place == Place::Local || stt_leg.fell_back.is_some();
-        let local_client =
-            if local_stt { state.stt_client.lock().unwrap_or_else(|p| p.into_inner()).clone() } else { None };
-        if let Some((_, client)) = &local_client {
+        let local_client = match samples {
+            Some(samples) => state.stt_client.lock().unwrap_or_else(|p| p.into_inner()).clone().map(|c| (c.1, samples)),
+            None => None,
+        };
+        if let Some((client, samples)) = &local_client {
             let request_of = |text: &str| Some(self.request_after_activation(text));
-            let samples = &heard.segment.samples;
             let first = (transcript.text.clone(), interpretation);
             let again = hear_until_complete(
                 client,

@@ -137,6 +137,8 @@ pub struct LinkStats {
     pub ignored_echoes: AtomicU64,
     /// Connections established (the first one included).
     pub connections: AtomicU64,
+    /// Commands not sent because the in-flight limit was reached.
+    pub in_flight_refused: AtomicU64,
 }
 
 impl LinkStats {
@@ -181,11 +183,27 @@ enum Request {
     Shutdown { done: oneshot::Sender<()> },
 }
 
+/// Commands awaiting their outcome at once, unless told otherwise: the
+/// broker's own window for unacknowledged QoS 1 publishes.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
 impl CommandLink {
+    /// Starts the link's tasks and begins connecting, with at most
+    /// [`DEFAULT_MAX_IN_FLIGHT`] commands awaiting their outcome at once.
+    pub fn start(broker: &BrokerOptions, catalog: Arc<Catalog>) -> Result<CommandLink, MqttError> {
+        CommandLink::start_bounded(broker, catalog, DEFAULT_MAX_IN_FLIGHT)
+    }
+
     /// Starts the link's tasks and begins connecting. Returns at once; use
     /// [`CommandLink::wait_connected`] to wait for the broker. Must be called
-    /// inside a tokio runtime.
-    pub fn start(broker: &BrokerOptions, catalog: Arc<Catalog>) -> Result<CommandLink, MqttError> {
+    /// inside a tokio runtime. A command sent while `max_in_flight` others
+    /// await their outcome is not sent: a broker or devices that stop
+    /// answering cannot make the link hold an unbounded set.
+    pub fn start_bounded(
+        broker: &BrokerOptions,
+        catalog: Arc<Catalog>,
+        max_in_flight: usize,
+    ) -> Result<CommandLink, MqttError> {
         let client_id = format!("hearken-{}", hex::encode(rand::random::<[u8; 6]>()));
         let options = broker.to_mqtt_options(&client_id)?;
         let response_topic = format!("hearken/{}/responses/{client_id}", catalog.site);
@@ -214,6 +232,7 @@ impl CommandLink {
             pending_outbound: HashMap::new(),
             submitted: VecDeque::new(),
             inflight: HashMap::new(),
+            max_in_flight,
             by_correlation: HashMap::new(),
             by_echo_topic: HashMap::new(),
             by_pkid: HashMap::new(),
@@ -439,6 +458,8 @@ struct Engine {
     /// Commands handed to rumqttc, waiting for their `Outgoing::Publish(pkid)`.
     submitted: VecDeque<u64>,
     inflight: HashMap<u64, Inflight>,
+    /// The most entries `inflight` may hold.
+    max_in_flight: usize,
     by_correlation: HashMap<Vec<u8>, u64>,
     by_echo_topic: HashMap<String, VecDeque<u64>>,
     by_pkid: HashMap<u16, u64>,
@@ -531,6 +552,12 @@ impl Engine {
                 reason: Some("not connected to the broker".to_owned()),
                 broker_accepted: false,
             });
+            return;
+        }
+        if self.inflight.len() >= self.max_in_flight {
+            self.stats.in_flight_refused.fetch_add(1, Ordering::Relaxed);
+            let reason = format!("in-flight limit: {} commands already await their outcome", self.max_in_flight);
+            let _ = reply.send(Delivery::not_sent(reason, started.elapsed()));
             return;
         }
         tracing::debug!(id, device = %command.device, action = %command.action, topic = %outbound.topic, "publishing");

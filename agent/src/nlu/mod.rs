@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use crate::catalog::{Catalog, Device};
 use crate::command::{validate, Command, CommandError};
+use crate::config::MAX_COMMANDS_CEILING;
 use client::{ChatClient, ChatError};
 use linker::{Linker, Target};
 
@@ -54,6 +55,14 @@ pub enum NluError {
         device: String,
         /// The reply as received.
         reply: String,
+    },
+    /// The utterance yields more commands than `limits.max_commands` allows: refused whole.
+    #[error("{count} commands in one utterance; limits.max_commands is {max}")]
+    TooManyCommands {
+        /// Commands the utterance yielded.
+        count: usize,
+        /// The limit.
+        max: usize,
     },
     /// The reply names a command the catalog does not allow.
     #[error("model reply refused: {source}: {reply}")]
@@ -163,9 +172,6 @@ const VALUE_UNITS: &[&str] = &["percent", "degrees", "degree", "celsius", "bar",
 /// Action words too generic to pick a device on their own.
 const GENERIC_ACTION_WORDS: &[&str] = &["set", "turn", "to", "on", "off", "return", "open", "close", "start", "stop"];
 
-/// Most commands one utterance may yield.
-pub const MAX_COMMANDS: usize = 8;
-
 /// How the interpreter talks to the model.
 #[derive(Clone)]
 pub struct InterpreterConfig {
@@ -177,11 +183,13 @@ pub struct InterpreterConfig {
     /// Let plain words settle actions ("off" → turn_off) and ask the model only
     /// for the rest (on in production; off to measure the model alone).
     pub settle_by_words: bool,
+    /// Most commands one utterance may yield (`limits.max_commands`); more refuse the utterance.
+    pub max_commands: usize,
 }
 
 impl Default for InterpreterConfig {
     fn default() -> Self {
-        InterpreterConfig { constrain: true, max_tokens: 160, settle_by_words: true }
+        InterpreterConfig { constrain: true, max_tokens: 160, settle_by_words: true, max_commands: 8 }
     }
 }
 
@@ -268,8 +276,11 @@ impl Interpreter {
         let mut commands = plan.settled;
         if !plan.narrowed.is_empty() {
             let candidates: Vec<&Device> = plan.narrowed.iter().collect();
-            let schema =
-                crate::schema::utterance_schema(&candidates, &plan.numbers, candidates.len().min(MAX_COMMANDS));
+            let schema = crate::schema::utterance_schema(
+                &candidates,
+                &plan.numbers,
+                candidates.len().min(self.config.max_commands),
+            );
             let messages = prompt::messages(&self.catalog, &plan.request);
             let reply =
                 client.complete(&messages, self.config.constrain.then_some(&schema), self.config.max_tokens).await?;
@@ -295,6 +306,9 @@ impl Interpreter {
                 source,
                 reply: serde_json::to_string(command).unwrap_or_default(),
             })?;
+        }
+        if commands.len() > self.config.max_commands {
+            return Err(NluError::TooManyCommands { count: commands.len(), max: self.config.max_commands });
         }
         // In the order the devices were named.
         commands.sort_by_key(|c| plan.order.iter().position(|d| self.catalog.devices[*d].id == c.device));
@@ -624,8 +638,8 @@ pub fn parse_reply(catalog: &Catalog, reply: &str) -> Result<Vec<Command>, NluEr
         }
         return Err(malformed("intent \"other\" with commands".to_owned()));
     }
-    if commands.len() > MAX_COMMANDS {
-        return Err(malformed(format!("{} commands, at most {MAX_COMMANDS} per utterance", commands.len())));
+    if commands.len() > MAX_COMMANDS_CEILING {
+        return Err(malformed(format!("{} commands, at most {MAX_COMMANDS_CEILING} per utterance", commands.len())));
     }
     let mut valid: Vec<Command> = Vec::new();
     for command in commands {

@@ -124,7 +124,9 @@ impl Failure {
             NluError::Engine(ChatError::BadAnswer { .. } | ChatError::Spawn(_)) | NluError::Malformed { .. } => {
                 Failure::new("malformed", e.to_string(), false)
             }
-            NluError::NotAsked { .. } | NluError::Invalid { .. } => Failure::new("off_schema", e.to_string(), false),
+            NluError::NotAsked { .. } | NluError::Invalid { .. } | NluError::TooManyCommands { .. } => {
+                Failure::new("off_schema", e.to_string(), false)
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,15 +19,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use hearken::engine_http::{self, api_error};
-use serde::Deserialize;
+use hearken::engine_request;
 use serde_json::{json, Value};
 
 use generator::{GenerateError, Generator, GeneratorConfig};
-
-/// Largest request body: prompts and schemas are text; 1 MiB is generous.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Completion length when the request names none: a command list is short.
-const DEFAULT_MAX_TOKENS: usize = 256;
 
 #[derive(Parser)]
 #[command(
@@ -64,12 +59,21 @@ struct Args {
     /// jump-forward saves).
     #[arg(long)]
     no_jump_forward: bool,
+    /// Largest request body in bytes; a larger one is refused with 413.
+    #[arg(long, default_value_t = engine_request::CHAT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Most completion tokens a request may ask for (this bounds how long one request
+    /// computes); a request asking more is refused with 413.
+    #[arg(long, default_value_t = engine_request::CHAT_MAX_TOKENS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_tokens: u64,
 }
 
 struct Engine {
     generator: Mutex<Generator>,
     model_name: String,
     turns: engine_http::Turns,
+    max_tokens: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,12 +93,16 @@ fn main() -> anyhow::Result<()> {
     };
     let generator = Generator::load(&args.model, &config)?;
     let model_name = args.model.file_name().map_or_else(|| "gguf".to_owned(), |n| n.to_string_lossy().into_owned());
-    let engine =
-        Arc::new(Engine { generator: Mutex::new(generator), model_name, turns: engine_http::Turns::default() });
+    let engine = Arc::new(Engine {
+        generator: Mutex::new(generator),
+        model_name,
+        turns: engine_http::Turns::default(),
+        max_tokens: usize::try_from(args.max_tokens).unwrap_or(usize::MAX),
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let info = json!({"threads": threads, "threads_batch": threads_batch, "ctx_size": args.ctx_size});
     runtime.block_on(engine_http::serve(
-        app(engine, token, args.remote.clone()),
+        app(engine, token, args.remote.clone(), args.max_body_bytes),
         &args.listen,
         "hearken-llama",
         info,
@@ -102,17 +110,17 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn app(engine: Arc<Engine>, token: String, remote: engine_http::RemoteSimulation) -> Router {
+fn app(engine: Arc<Engine>, token: String, remote: engine_http::RemoteSimulation, max_body_bytes: usize) -> Router {
     let protected = engine_http::require_bearer(
         Router::new().route("/v1/chat/completions", post(chat_completions)),
         token,
-        MAX_BODY_BYTES,
+        max_body_bytes,
         remote,
     );
     Router::new()
         .route("/health", get(health))
         .merge(protected)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(engine)
 }
 
@@ -120,63 +128,12 @@ async fn health(State(engine): State<Arc<Engine>>) -> Json<Value> {
     Json(json!({"status": "ok", "model": engine.model_name}))
 }
 
-/// The part of OpenAI's chat request this engine honours. Sampling is
-/// greedy whatever `temperature` says: the answer must be reproducible.
-#[derive(Deserialize)]
-struct ChatRequest {
-    messages: Vec<ChatMessage>,
-    #[serde(default)]
-    max_tokens: Option<usize>,
-    #[serde(default)]
-    max_completion_tokens: Option<usize>,
-    #[serde(default)]
-    response_format: Option<ResponseFormat>,
-}
-
-#[derive(Deserialize)]
-struct ChatMessage {
-    role: String,
-    content: String,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ResponseFormat {
-    Text,
-    JsonObject,
-    JsonSchema { json_schema: JsonSchemaFormat },
-}
-
-#[derive(Deserialize)]
-struct JsonSchemaFormat {
-    schema: Value,
-}
-
-async fn chat_completions(
-    State(engine): State<Arc<Engine>>,
-    request: Result<Json<ChatRequest>, JsonRejection>,
-) -> Response {
-    let request = match request {
-        Ok(Json(request)) => request,
-        Err(rejection) => return api_error(StatusCode::BAD_REQUEST, rejection.body_text()),
+async fn chat_completions(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
+    let job = match engine_request::parse_chat(&body, engine.max_tokens) {
+        Ok(job) => job,
+        Err(e) => return api_error(e.status(), e.to_string()),
     };
-    if request.messages.is_empty() {
-        return api_error(StatusCode::BAD_REQUEST, "'messages' must not be empty");
-    }
-    if let Some(message) = request.messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant"))
-    {
-        return api_error(StatusCode::BAD_REQUEST, format!("unknown role '{}'", message.role));
-    }
-    let max_tokens = request.max_completion_tokens.or(request.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS);
-    if max_tokens == 0 {
-        return api_error(StatusCode::BAD_REQUEST, "max_tokens must be at least 1");
-    }
-    let schema = match request.response_format {
-        None | Some(ResponseFormat::Text) => None,
-        Some(ResponseFormat::JsonObject) => Some(json!({"type": "object"})),
-        Some(ResponseFormat::JsonSchema { json_schema }) => Some(json_schema.schema),
-    };
-    let messages: Vec<(String, String)> = request.messages.into_iter().map(|m| (m.role, m.content)).collect();
+    let (messages, schema, max_tokens) = (job.messages, job.schema, job.max_tokens);
     let worker = engine.clone();
     let started = Instant::now();
     let result = engine

@@ -17,12 +17,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use hearken::engine_http::{self, api_error};
+use hearken::engine_request;
 use serde_json::json;
 
 use transcriber::Transcriber;
-
-/// Largest request body: 30 s of 48 kHz stereo float WAV, with room to spare.
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Parser)]
 #[command(
@@ -49,12 +47,20 @@ struct Args {
     /// Offload to the GPU when built with the `cuda` feature.
     #[arg(long)]
     gpu: bool,
+    /// Largest request body in bytes; a larger one is refused with 413.
+    #[arg(long, default_value_t = engine_request::TRANSCRIPTION_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Longest clip per request in ms (at most whisper's 30 s window); a longer one is refused with 413.
+    #[arg(long, default_value_t = engine_request::TRANSCRIPTION_MAX_AUDIO_MS,
+          value_parser = clap::value_parser!(u64).range(1..=engine_request::TRANSCRIPTION_MAX_AUDIO_MS))]
+    max_audio_ms: u64,
 }
 
 struct Engine {
     transcriber: Transcriber,
     model_name: String,
     turns: engine_http::Turns,
+    max_audio_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,10 +71,15 @@ fn main() -> anyhow::Result<()> {
     whisper_rs::install_logging_hooks();
     let transcriber = Transcriber::load(&args.model, threads, args.gpu)?;
     let model_name = args.model.file_name().map_or_else(|| "whisper".to_owned(), |n| n.to_string_lossy().into_owned());
-    let engine = Arc::new(Engine { transcriber, model_name, turns: engine_http::Turns::default() });
+    let engine = Arc::new(Engine {
+        transcriber,
+        model_name,
+        turns: engine_http::Turns::default(),
+        max_audio_ms: args.max_audio_ms,
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     runtime.block_on(engine_http::serve(
-        app(engine, token, args.remote.clone()),
+        app(engine, token, args.remote.clone(), args.max_body_bytes),
         &args.listen,
         "hearken-whisper",
         json!({"threads": threads}),
@@ -76,17 +87,17 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn app(engine: Arc<Engine>, token: String, remote: engine_http::RemoteSimulation) -> Router {
+fn app(engine: Arc<Engine>, token: String, remote: engine_http::RemoteSimulation, max_body_bytes: usize) -> Router {
     let protected = engine_http::require_bearer(
         Router::new().route("/v1/audio/transcriptions", post(transcriptions)),
         token,
-        MAX_BODY_BYTES,
+        max_body_bytes,
         remote,
     );
     Router::new()
         .route("/health", get(health))
         .merge(protected)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(engine)
 }
 
@@ -94,46 +105,19 @@ async fn health(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value> {
     Json(json!({"status": "ok", "model": engine.model_name}))
 }
 
-async fn transcriptions(State(engine): State<Arc<Engine>>, mut multipart: Multipart) -> Response {
-    let mut file = None;
-    let mut prompt = None;
-    let mut language = "en".to_owned();
-    let mut format = "json".to_owned();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("malformed multipart body: {e}")),
-        };
-        let name = field.name().unwrap_or_default().to_owned();
-        let bytes = match field.bytes().await {
-            Ok(b) => b,
-            Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("cannot read field {name}: {e}")),
-        };
-        let text = || String::from_utf8_lossy(&bytes).into_owned();
-        match name.as_str() {
-            "file" => file = Some(bytes.clone()),
-            "prompt" => prompt = Some(text()),
-            "language" => language = text(),
-            "response_format" => format = text(),
-            _ => {}
-        }
-    }
-    if format != "json" && format != "text" {
-        return api_error(StatusCode::BAD_REQUEST, format!("response_format '{format}' is not supported (json, text)"));
-    }
-    let Some(file) = file else { return api_error(StatusCode::BAD_REQUEST, "the 'file' field is required") };
-    let audio = match hearken::audio::decode_wav(&file, "file") {
-        Ok(audio) => audio,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, e.to_string()),
+async fn transcriptions(State(engine): State<Arc<Engine>>, multipart: Multipart) -> Response {
+    let job = match engine_request::read_transcription(multipart, engine.max_audio_ms).await {
+        Ok(job) => job,
+        Err(e) => return api_error(e.status(), e.to_string()),
     };
+    let (audio, prompt, language, text_format) = (job.audio, job.prompt, job.language, job.text_format);
     let started = Instant::now();
     let worker = engine.clone();
     let result =
         engine.turns.run(move || worker.transcriber.transcribe(&audio.samples, prompt.as_deref(), &language)).await;
     let inference_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
-        Ok(Ok(transcript)) if format == "text" => transcript.text.into_response(),
+        Ok(Ok(transcript)) if text_format => transcript.text.into_response(),
         Ok(Ok(transcript)) => {
             Json(json!({"text": transcript.text, "audio_ctx": transcript.audio_ctx, "inference_ms": inference_ms}))
                 .into_response()
