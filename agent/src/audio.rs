@@ -66,6 +66,14 @@ pub enum AudioError {
         /// The format found.
         format: String,
     },
+    /// A float sample that is NaN or infinite (found by fuzzing: it made the resampler panic).
+    #[error("{what}: float sample {index} is not a finite number")]
+    NotFinite {
+        /// What was being read.
+        what: String,
+        /// Its position among the interleaved samples.
+        index: usize,
+    },
     /// Raw PCM with an odd number of bytes.
     #[error("{what}: raw s16le PCM must have an even number of bytes, got {bytes}")]
     OddPcm {
@@ -125,7 +133,14 @@ pub fn decode_wav(bytes: &[u8], what: &str) -> Result<Audio, AudioError> {
     }
     let expected = u64::from(reader.len());
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => collect(reader, what, expected, |s: f32| s)?,
+        (hound::SampleFormat::Float, 32) => {
+            let samples = collect(reader, what, expected, |s: f32| s)?;
+            if let Some(index) = samples.iter().position(|s| !s.is_finite()) {
+                return Err(AudioError::NotFinite { what: what.to_owned(), index });
+            }
+            // Past full scale is clipping, not a louder signal.
+            samples.into_iter().map(|s| s.clamp(-1.0, 1.0)).collect()
+        }
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
             collect(reader, what, expected, |s: i32| s as f32 * scale)?
@@ -183,6 +198,10 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioEr
         return Ok(samples.to_vec());
     }
     let error = |e: &dyn std::fmt::Display| AudioError::Resample { from, to, reason: e.to_string() };
+    // The FFT resampler panics on NaN or infinity rather than failing.
+    if let Some(index) = samples.iter().position(|s| !s.is_finite()) {
+        return Err(error(&format!("sample {index} is not a finite number")));
+    }
     let chunk = 1024;
     let mut resampler = FftFixedIn::<f32>::new(from as usize, to as usize, chunk, 2, 1).map_err(|e| error(&e))?;
     let expected = (samples.len() as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
@@ -286,5 +305,39 @@ mod tests {
         assert!(matches!(decode_wav(&encode_wav16k(&[]), "mem"), Err(AudioError::Empty { .. })));
         assert!(matches!(decode_pcm_s16le(&[1, 2, 3], "stdin"), Err(AudioError::OddPcm { .. })));
         assert_eq!(decode_pcm_s16le(&[0, 0x40], "stdin").unwrap(), vec![0.5]);
+    }
+
+    /// A 32-bit float WAV at 22,050 Hz (so it is resampled).
+    fn float_wav(samples: &[f32]) -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 22_050,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut out = Cursor::new(Vec::new());
+        let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+        for s in samples {
+            writer.write_sample(*s).unwrap();
+        }
+        writer.finalize().unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn float_samples_that_are_not_finite_are_refused_not_a_panic() {
+        // What the wav fuzz target found: a NaN made the FFT resampler panic.
+        let crash = include_bytes!("../../fuzz/seeds/wav/regression_nan_float.wav");
+        assert!(matches!(decode_wav(crash, "mem"), Err(AudioError::NotFinite { .. })));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut samples = sine(22_050, 300.0, 0.1);
+            samples[100] = bad;
+            let error = decode_wav(&float_wav(&samples), "clip.wav").unwrap_err();
+            assert_eq!(error.to_string(), "clip.wav: float sample 100 is not a finite number");
+            assert!(resample(&samples, 22_050, SAMPLE_RATE).is_err());
+        }
+        // Past full scale is clipped (the resampler rings a little around the step).
+        let loud = decode_wav(&float_wav(&[4.0; 2_205]), "mem").unwrap();
+        assert!(loud.samples.iter().all(|s| s.abs() < 1.2), "{:?}", &loud.samples[..4]);
     }
 }
