@@ -21,6 +21,16 @@ pub struct Pressure {
     pub gpu_memory_used: Option<f64>,
 }
 
+/// Resident memory of process `pid` in KiB (`VmRSS`), `None` when it is
+/// gone: what the soak and the tests report for the daemon's footprint.
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Reads CPU load and memory; GPU memory too when `gpu` (the engines run on
 /// one), through `nvidia-smi`. On a Jetson, whose GPU shares system memory
 /// and has no `nvidia-smi` memory query, `memory_used` is the GPU's figure.

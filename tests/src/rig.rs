@@ -85,16 +85,6 @@ pub struct Daemon {
     pub seen: Vec<Value>,
 }
 
-/// VmRSS of a process, KiB.
-pub fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 impl Daemon {
     pub fn start(config: &Path, stdin: bool) -> Daemon {
         whisper_model();

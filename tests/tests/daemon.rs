@@ -155,7 +155,7 @@ fn killed_engines_are_restarted_and_the_next_utterance_works() {
     assert!(metrics.contains("hearken_host_memory_used_ratio 0."), "{metrics}");
     // The daemon itself (engines are separate processes) stays small: the
     // bar is 30 MB resident at idle; this debug build is checked after work.
-    let resident_kib = resident_kib(daemon.child.id());
+    let resident_kib = hearken::host::resident_kib(daemon.child.id()).unwrap();
     assert!(resident_kib <= 30 * 1024, "daemon resident memory {resident_kib} KiB > 30 MB");
     let stopped = daemon.stopped();
     assert_eq!(stopped["restarts"]["stt"], 1, "{stopped}");

@@ -30,6 +30,7 @@ use hearken::catalog::Catalog;
 use hearken::command::Command;
 use hearken::config::{AudioSource, Config, OnlineConfig, OnlineEndpointConfig, Privacy};
 use hearken::engine_process::EngineProcess;
+use hearken::host::resident_kib;
 use hearken::models;
 use hearken::mqtt::BrokerOptions;
 use hearken::protocol::{self, Protocol};
@@ -174,7 +175,7 @@ pub async fn bench_soak(args: BenchSoakArgs) -> anyhow::Result<ExitCode> {
     if ready["daemon"] != "ready" {
         bail!("the daemon's first line is not ready: {ready}");
     }
-    let rss_start_kib = resident_kib(daemon_pid);
+    let rss_start_kib = resident_kib(daemon_pid).unwrap_or(0);
     eprintln!("bench soak: daemon ready (RSS {rss_start_kib} KiB); {} commands", args.commands);
 
     let mut requests: Vec<Request> = Vec::new();
@@ -223,7 +224,7 @@ pub async fn bench_soak(args: BenchSoakArgs) -> anyhow::Result<ExitCode> {
             eprintln!("bench soak: {} requests, {commands} commands", requests.len());
         }
     }
-    let rss_end_kib = resident_kib(daemon_pid);
+    let rss_end_kib = resident_kib(daemon_pid).unwrap_or(0);
     drop(stdin);
     let exit = tokio::time::timeout(Duration::from_secs(30), daemon.wait()).await;
     let daemon_exit = match exit {
@@ -382,16 +383,6 @@ fn child_named(parent: u32, name: &str) -> Option<u32> {
         }
     }
     None
-}
-
-/// Resident memory of a process, KiB (0 when unknown).
-fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The next report line, `None` at the end of the daemon's output.
