@@ -25,7 +25,8 @@ pub struct LimitsConfig {
     /// Confirm-class commands (actions under a device's `confirm`) sent per
     /// minute, all devices together; past it a command is not sent. 0: no limit.
     pub confirm_commands_per_minute: u32,
-    /// Commands awaiting their acknowledgement at once; past it a command is not sent.
+    /// Commands awaiting their outcome at once (those waiting for a broker
+    /// slot included); past it a command is not sent.
     pub mqtt_in_flight: usize,
 }
 
@@ -36,7 +37,7 @@ impl Default for LimitsConfig {
             max_commands: 8,
             device_commands_per_minute: 60,
             confirm_commands_per_minute: 6,
-            mqtt_in_flight: 256,
+            mqtt_in_flight: crate::mqtt::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }

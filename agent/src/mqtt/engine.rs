@@ -183,9 +183,10 @@ enum Request {
     Shutdown { done: oneshot::Sender<()> },
 }
 
-/// Commands awaiting their outcome at once, unless told otherwise: the
-/// broker's own window for unacknowledged QoS 1 publishes.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Commands awaiting their outcome at once, unless told otherwise: those
+/// waiting for one of the broker's 256 slots for unacknowledged QoS 1
+/// publishes included, as many as the link's request queue holds.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = REQUEST_QUEUE;
 
 impl CommandLink {
     /// Starts the link's tasks and begins connecting, with at most

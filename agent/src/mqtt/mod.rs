@@ -7,7 +7,7 @@
 pub mod engine;
 pub mod options;
 
-pub use engine::{CommandLink, Delivery, LateAck, LinkStats, Outcome};
+pub use engine::{CommandLink, Delivery, LateAck, LinkStats, Outcome, DEFAULT_MAX_IN_FLIGHT};
 pub use options::BrokerOptions;
 
 /// Errors of the MQTT stage.
