@@ -240,11 +240,11 @@ pub async fn bench_soak(args: BenchSoakArgs) -> anyhow::Result<ExitCode> {
     let stats = simulator.stats();
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
-    let mut refused_requests = 0;
+    let mut not_handled: BTreeMap<String, u64> = BTreeMap::new();
     let mut online_failures = 0;
     for request in &requests {
-        if request.report.get("error").is_some() {
-            refused_requests += 1;
+        if let Some(stage) = request.report["error"]["stage"].as_str() {
+            *not_handled.entry(stage.to_owned()).or_default() += 1;
         }
         for command in request.report["commands"].as_array().into_iter().flatten() {
             *outcomes.entry(category(command).to_owned()).or_default() += 1;
@@ -282,7 +282,9 @@ pub async fn bench_soak(args: BenchSoakArgs) -> anyhow::Result<ExitCode> {
         "requests": requests.len(),
         "commands": commands,
         "outcomes": outcomes,
-        "requests_refused": refused_requests,
+        // Requests reported and audited with an error, by stage (no command: the engine
+        // failed or a limit refused them).
+        "requests_not_handled": not_handled,
         "faults": {
             "total": faults,
             "per_100_commands": 100.0 * faults as f64 / commands.max(1) as f64,
