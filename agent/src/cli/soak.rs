@@ -43,7 +43,8 @@ pub struct BenchSoakArgs {
     /// Commands to drive through the daemon (requests carry one to three each).
     #[arg(long, default_value_t = 10_000)]
     commands: usize,
-    /// The catalog the requests are written for.
+    /// The home catalog (the requests name its devices; another catalog's
+    /// devices would leave them without commands).
     #[arg(long, default_value = "devices/home.toml")]
     catalog: PathBuf,
     /// Probability per command of an acknowledgement fault: dropped, late,
@@ -220,6 +221,9 @@ pub async fn bench_soak(args: BenchSoakArgs) -> anyhow::Result<ExitCode> {
         };
         commands += report["commands"].as_array().map_or(0, Vec::len);
         requests.push(Request { written, report });
+        if requests.len() >= 100 && commands == 0 {
+            bail!("100 requests gave no command: is {} the home catalog?", args.catalog.display());
+        }
         if requests.len().is_multiple_of(500) {
             eprintln!("bench soak: {} requests, {commands} commands", requests.len());
         }
