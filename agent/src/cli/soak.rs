@@ -166,9 +166,12 @@ pub async fn bench_soak(args: BenchSoakArgs) -> anyhow::Result<ExitCode> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(dir.join("daemon.stderr"))?))
-        .kill_on_drop(true)
+        // Its own process group, with the engines it starts: on an early exit the
+        // guard kills them all, so no engine outlives the soak.
+        .process_group(0)
         .spawn()?;
     let daemon_pid = daemon.id().context("the daemon exited at once")?;
+    let _group = ProcessGroup(daemon_pid);
     let mut stdin = daemon.stdin.take().context("no stdin")?;
     let mut reports = BufReader::new(daemon.stdout.take().context("no stdout")?).lines();
     let ready =
@@ -373,6 +376,16 @@ fn disrupt(count: u64, broker: &mut Mosquitto, daemon_pid: u32, rng: &mut StdRng
                 None => Ok("engine_not_running"),
             }
         }
+    }
+}
+
+/// Kills a process group when dropped (a no-op once its processes have exited).
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0);
+        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
     }
 }
 
