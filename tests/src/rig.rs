@@ -193,6 +193,14 @@ impl Devices {
     }
 }
 
+impl Drop for Devices {
+    /// A simulator left running would outlive its test, retrying a broker that is gone.
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn signal(pid: u32, name: &str) {
     run_tool("kill", &[&format!("-{name}"), &pid.to_string()]);
 }
