@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(catalog) = Catalog::parse(Path::new("fuzz.toml"), text) {
         let devices: Vec<_> = catalog.devices.iter().collect();
-        let schema = hearken::schema::utterance_schema(&devices, &[1, 50], devices.len().max(1));
+        let schema = hearken::intent::utterance_schema(&devices, &[1, 50], devices.len().max(1));
         assert!(schema.is_object());
         for device in &catalog.devices {
             assert!(catalog.device(&device.id).is_some());

@@ -4,7 +4,7 @@
 //! parsers the engines use, with their default limits.
 #![no_main]
 
-use hearken::engine_request::{parse_chat, parse_transcription, CHAT_MAX_TOKENS, TRANSCRIPTION_MAX_AUDIO_MS};
+use hearken_engine_api::request::{parse_chat, parse_transcription, CHAT_MAX_TOKENS, TRANSCRIPTION_MAX_AUDIO_MS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use hearken::catalog::Catalog;
-use hearken::command::validate;
-use hearken::nlu::client::ChatClient;
-use hearken::nlu::{parse_reply, Interpreter, InterpreterConfig};
+
+use hearken::intent::ChatClient;
+use hearken::intent::{parse_reply, Interpreter, InterpreterConfig};
 use libfuzzer_sys::fuzz_target;
 
 fn interpreter() -> &'static Interpreter {
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let interpreter = interpreter();
     if let Ok(commands) = parse_reply(interpreter.catalog(), text) {
         for command in &commands {
-            assert!(validate(interpreter.catalog(), command).is_ok(), "parse_reply let through {command:?}");
+            assert!(interpreter.catalog().check(command).is_ok(), "parse_reply let through {command:?}");
         }
     }
     let preview = interpreter.preview(text);

@@ -1,7 +1,7 @@
 //! Shared helpers for hearken's integration tests: repository paths, the
 //! `hearken` binary, catalogs written on the fly, and a spy MQTT client that
 //! records what really crossed the broker. The broker itself is
-//! `hearken::testbed::Mosquitto`, a real Mosquitto process.
+//! `hearken_testkit::testbed::Mosquitto`, a real Mosquitto process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -240,7 +240,7 @@ pub fn whisper_model() -> PathBuf {
 /// Lowercase words without punctuation, number words as digits: how
 /// transcripts are compared with what was said.
 pub fn normalize_transcript(text: &str) -> String {
-    hearken::bench::normalize_words(text).join(" ")
+    hearken_testkit::bench::normalize_words(text).join(" ")
 }
 
 /// The cached SmolLM2-135M-Instruct GGUF, which `scripts/test.sh` fetches before the tests.

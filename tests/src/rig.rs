@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hearken::testbed::Mosquitto;
+use hearken_testkit::testbed::Mosquitto;
 use serde_json::Value;
 
 use crate::*;

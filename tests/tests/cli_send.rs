@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hearken::testbed::{free_port, Mosquitto};
+use hearken_testkit::testbed::{free_port, Mosquitto};
 use hearken_tests::{
     hearken, hearken_bin, make_certificates, repo_file, stderr, stdout, write_file, Spy, MIXED_CATALOG,
 };

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use hearken::testbed::free_port;
+use hearken_testkit::testbed::free_port;
 use hearken_tests::rig::*;
 use hearken_tests::*;
 use serde_json::Value;

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use hearken::catalog::Catalog;
-use hearken::command::{self, Command};
-use hearken::nlu::client::{ChatClient, LlamaProcess, Message};
-use hearken::nlu::{eval, parse_reply, Interpreter, InterpreterConfig, NluError};
+use hearken::catalog::Command;
+use hearken::intent::{ChatClient, Message}; use hearken::local::LlamaProcess;
+use hearken::intent::{parse_reply, Interpreter, InterpreterConfig, NluError}; use hearken_testkit::eval;
 use hearken_tests::{hearken, intent_model, repo_file, repo_root, stderr, stdout};
 use serde_json::{json, Value};
 
@@ -103,7 +103,7 @@ async fn non_commands_give_no_command_and_nothing_outside_the_catalog_is_emitted
     for text in ["set the thermostat to 95 degrees", "unlock the tv", "set the fan speed to 9", "open the thermostat"] {
         let result = home.interpret(text).await.unwrap();
         for command in &result.commands {
-            command::validate(&catalog, command).unwrap_or_else(|e| panic!("{text:?} emitted {command:?}: {e}"));
+            catalog.check(command).unwrap_or_else(|e| panic!("{text:?} emitted {command:?}: {e}"));
             assert_ne!(command.value, Some(95), "{text:?}");
             assert_ne!(command.value, Some(9), "{text:?}");
         }
@@ -167,7 +167,7 @@ async fn a_reply_that_fails_validation_is_refused_with_a_clear_error() {
     } else {
         let commands: Vec<Command> = serde_json::from_value(line["commands"].clone()).unwrap();
         for c in &commands {
-            command::validate(&catalog("home.toml"), c).unwrap();
+            catalog("home.toml").check(c).unwrap();
         }
     }
 }
@@ -190,7 +190,7 @@ async fn post(url: &str, token: Option<&str>, body: &str) -> (u16, Value) {
 async fn the_engine_requires_its_token_and_answers_malformed_requests_with_4xx() {
     hearken_tests::hearken_bin();
     let token = "0123456789abcdef0123";
-    let mut child = tokio::process::Command::new(hearken::engine_process::engine_binary("hearken-llama"))
+    let mut child = tokio::process::Command::new(hearken::local::engine_binary("hearken-llama"))
         .args(["--model", intent_model().to_str().unwrap(), "--listen", "127.0.0.1:0", "--threads", "2"])
         .env("HEARKEN_ENGINE_TOKEN", token)
         .stdout(std::process::Stdio::piped())
@@ -235,7 +235,7 @@ async fn the_engine_requires_its_token_and_answers_malformed_requests_with_4xx()
     let second = client.complete(&messages, Some(&schema), 16).await.unwrap();
     assert!(second.cached_tokens.unwrap() > 20, "prefix cache unused: {:?}", second.cached_tokens);
     // And the server refuses to listen anywhere but loopback.
-    let output = std::process::Command::new(hearken::engine_process::engine_binary("hearken-llama"))
+    let output = std::process::Command::new(hearken::local::engine_binary("hearken-llama"))
         .args(["--model", intent_model().to_str().unwrap(), "--listen", "0.0.0.0:0"])
         .env("HEARKEN_ENGINE_TOKEN", token)
         .output()

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearken::command::Command;
-use hearken::engine_process::EngineProcess;
+use hearken::catalog::Command;
+use hearken::local::EngineProcess;
 use hearken::mqtt::{BrokerOptions, CommandLink, Outcome};
-use hearken::simulator::{Simulator, SimulatorConfig};
-use hearken::testbed::Mosquitto;
+use hearken_testkit::simulator::{Simulator, SimulatorConfig};
+use hearken_testkit::testbed::Mosquitto;
 use hearken_tests::rig::*;
 use hearken_tests::*;
 use serde_json::{json, Value};
@@ -122,7 +122,7 @@ async fn the_mqtt_link_holds_at_most_its_in_flight_limit() {
     assert!(simulator.wait_ready(1, Duration::from_secs(10)).await);
     let link = CommandLink::start_bounded(&options, catalog.clone(), 2).unwrap();
     link.wait_connected(Duration::from_secs(5)).await.unwrap();
-    let device = catalog.devices.iter().find(|d| d.protocol == hearken::protocol::Protocol::Hearken).unwrap();
+    let device = catalog.devices.iter().find(|d| d.protocol == hearken::catalog::protocol::Protocol::Hearken).unwrap();
     let command = Command { device: device.id.clone(), action: "turn_on".into(), value: None };
     let sends: Vec<_> = (0..3)
         .map(|_| {
@@ -183,7 +183,7 @@ async fn the_engines_refuse_bodies_clips_and_completions_past_their_limits() {
     assert!(body.contains("1001 ms") && body.contains("--max-audio-ms"), "{body}");
     let (status, _) = post(&stt.url, &stt.token, path, form, wav_form(24_000)).await;
     assert_eq!(status, 413, "a body past --max-body-bytes");
-    let out = std::process::Command::new(hearken::engine_process::engine_binary("hearken-whisper"))
+    let out = std::process::Command::new(hearken::local::engine_binary("hearken-whisper"))
         .args(["--model", &model, "--max-audio-ms", "30001"])
         .output()
         .unwrap();

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearken::command::Command;
+use hearken::catalog::Command;
 use hearken::mqtt::{BrokerOptions, CommandLink, LinkStats, Outcome};
-use hearken::simulator::{Simulator, SimulatorConfig};
-use hearken::testbed::Mosquitto;
+use hearken_testkit::simulator::{Simulator, SimulatorConfig};
+use hearken_testkit::testbed::Mosquitto;
 use hearken_tests::{broker_received_publishes, mixed_catalog, Spy};
 use rumqttc::v5::mqttbytes::QoS;
 

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hearken::catalog::Catalog;
-use hearken::command::{self, Command};
+use hearken::catalog::Command;
 use hearken_tests::repo_file;
 use serde_json::Value;
 
@@ -29,7 +29,7 @@ fn every_expected_command_is_valid_and_every_kind_is_covered() {
         let kind = entry["kind"].as_str().unwrap().to_owned();
         let commands: Vec<Command> = serde_json::from_value(entry["commands"].clone()).unwrap();
         for c in &commands {
-            command::validate(catalog, c).unwrap_or_else(|e| panic!("line {} ({utterance}): {e}", number + 1));
+            catalog.check(c).unwrap_or_else(|e| panic!("line {} ({utterance}): {e}", number + 1));
         }
         match kind.as_str() {
             "non_command" => assert!(commands.is_empty(), "line {}: a non-command expects no command", number + 1),

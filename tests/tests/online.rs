@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use hearken::catalog::Catalog;
 use hearken::config::{OnlineConfig, OnlineEndpointConfig, Privacy, RetryConfig};
-use hearken::nlu::client::ChatClient;
-use hearken::nlu::{Interpreter, InterpreterConfig};
+use hearken::intent::ChatClient;
+use hearken::intent::{Interpreter, InterpreterConfig};
 use hearken::online::{Online, OnlineError};
-use hearken::testbed::free_port;
+use hearken_testkit::testbed::free_port;
 use hearken_tests::rig::*;
 use hearken_tests::*;
 use serde_json::Value;
@@ -407,7 +407,7 @@ fn online_errors_are_classified_retried_and_bounded_by_the_deadline() {
     assert_eq!(outcomes(&served), ["primary:off_schema", "backup:ok"]);
     let interpretation = served.result.unwrap();
     for command in &interpretation.commands {
-        hearken::command::validate(&catalog, command).unwrap();
+        catalog.check(command).unwrap();
     }
 }
 

@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use hearken::testbed::{free_port, Mosquitto};
+use hearken_testkit::testbed::{free_port, Mosquitto};
 use hearken_tests::rig::*;
 use hearken_tests::*;
 use serde_json::Value;

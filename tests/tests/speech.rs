@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use hearken::audio::{self, AudioError};
-use hearken::stt::{SttClient, SttError, WhisperProcess};
-use hearken::vad::{self, VadConfig};
+use hearken::stt::{SttClient, SttError}; use hearken::local::WhisperProcess;
+use hearken::audio::vad::{self, VadConfig};
 use hearken_tests::{hearken, normalize_transcript, run_tool, stdout, synthesize, whisper_model, write_file};
 use serde_json::Value;
 
@@ -226,7 +226,7 @@ async fn reqwest_like_post(url: &str, token: &str, file: &[u8]) -> (u16, String)
 #[test]
 fn the_engine_refuses_non_loopback_addresses_and_needs_a_token() {
     let model = whisper_model();
-    let engine = hearken::engine_process::engine_binary("hearken-whisper");
+    let engine = hearken::local::engine_binary("hearken-whisper");
     let out = std::process::Command::new(&engine)
         .args(["--model", model.to_str().unwrap(), "--listen", "0.0.0.0:0"])
         .env("HEARKEN_ENGINE_TOKEN", "0123456789abcdef0123")
@@ -313,7 +313,7 @@ async fn the_engine_serves_on_a_unix_socket() {
     let model = whisper_model();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("whisper.sock");
-    let mut child = tokio::process::Command::new(hearken::engine_process::engine_binary("hearken-whisper"))
+    let mut child = tokio::process::Command::new(hearken::local::engine_binary("hearken-whisper"))
         .args(["--model", model.to_str().unwrap(), "--listen", &format!("unix:{}", socket.display())])
         .env("HEARKEN_ENGINE_TOKEN", "0123456789abcdef0123")
         .stdout(std::process::Stdio::piped())

@@ -13,10 +13,11 @@ use tracing::Instrument;
 use super::metrics::Metrics;
 use super::Reports;
 use crate::audit::AuditLog;
-use crate::command::Command;
+use crate::catalog::command::Command;
 use crate::mqtt::{CommandLink, Delivery, Outcome};
-use crate::rate_limit::RateLimits;
-use crate::{events, millis};
+use crate::policy::rate_limit::RateLimits;
+use crate::millis;
+use crate::mqtt::events;
 
 /// Commands ready to go out, with what the report and audit need.
 pub struct Dispatch {

@@ -26,7 +26,7 @@ pub struct Metrics {
     /// Utterances dropped because the queue to the engines was full.
     pub dropped_utterances: AtomicU64,
     /// The microphone's counters (dropped samples, device opens).
-    pub capture: Arc<crate::capture::CaptureStats>,
+    pub capture: Arc<crate::audio::capture::CaptureStats>,
     /// Engine restarts, by engine.
     pub restarts: Mutex<BTreeMap<&'static str, u64>>,
     /// The latest host pressure sample.

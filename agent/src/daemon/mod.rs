@@ -2,29 +2,22 @@
 //! engine → catalog validation → confirmation policy → MQTT publish →
 //! acknowledgement → audit record → event.
 //!
-//! # Layout
+//! This module is the wiring only; each stage lives in its own folder
+//! (see the crate's layout doc).
 //!
-//! - [`source`]: the audio thread (microphone, file, stdin) and the VAD;
-//!   utterances go out on a bounded channel; live audio drops and counts when it is full.
-//! - [`worker`]: STT, activation, intent and confirmations, one utterance at a time.
-//! - [`dispatch`]: publishes commands, waits for acknowledgements, completes the audit record.
-//! - [`supervisor`]: starts the engines, restarts them after crashes.
-//! - [`control`]: push-to-talk and confirmations over MQTT.
-//! - [`activation`]: wake phrase and spoken confirmation matching.
+//! - `worker`: STT, activation, intent and confirmations for each utterance.
+//! - `dispatch`: publishes commands, waits for acknowledgements, completes the
+//!   audit record, publishes events, records late acknowledgements.
 //! - [`metrics`]: the Prometheus endpoint.
-//! - [`notify`]: systemd's READY / STATUS / WATCHDOG / STOPPING.
+//! - `notify`: systemd's READY / STATUS / WATCHDOG / STOPPING.
 //!
 //! Only the source hears the shutdown signal directly; the other stages
 //! drain what is already in their channels, within `shutdown.drain_timeout_ms`.
 
-pub mod activation;
-pub mod control;
-pub mod dispatch;
+mod dispatch;
 pub mod metrics;
-pub mod notify;
-pub mod source;
-pub mod supervisor;
-pub mod worker;
+mod notify;
+mod worker;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,12 +32,14 @@ use crate::catalog::Catalog;
 use crate::config::{AudioSource, Config, EngineConfig};
 use crate::models;
 use crate::mqtt::CommandLink;
-use crate::nlu::client::ChatClient;
-use crate::nlu::{Interpreter, InterpreterConfig};
-use crate::online::router::LocalLane;
+use crate::intent::ChatClient;
+use crate::intent::{Interpreter, InterpreterConfig};
+use crate::local::LocalLane;
 use crate::online::Online;
-use crate::rate_limit::RateLimits;
-use supervisor::{EngineSpec, Supervisor};
+use crate::policy::rate_limit::RateLimits;
+use crate::audio::source;
+use crate::local::supervisor::{EngineSpec, Supervisor};
+use crate::mqtt::control;
 
 /// Errors that stop the daemon (everything per utterance is reported and audited instead).
 #[derive(Debug, thiserror::Error)]
@@ -70,17 +65,11 @@ pub enum DaemonError {
         reason: String,
     },
     /// The audio input failed.
-    #[error("audio input: {0}")]
-    Source(String),
-    /// The audio file or stream cannot be decoded.
     #[error(transparent)]
-    Audio(#[from] crate::audio::AudioError),
-    /// The microphone failed.
-    #[error(transparent)]
-    Capture(#[from] crate::capture::CaptureError),
+    Source(#[from] crate::audio::SourceError),
     /// The VAD settings are invalid.
     #[error(transparent)]
-    Vad(#[from] crate::vad::VadError),
+    Vad(#[from] crate::audio::vad::VadError),
     /// The online fallback's settings are unusable (an API key file, a device id).
     #[error("online: {0}")]
     Online(String),
@@ -207,7 +196,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         link: link.clone(),
         stt_prompt: config.stt.prompt_from_catalog.then(|| crate::stt::catalog_prompt(&catalog)),
         stt_retry_prompts: if config.stt.retry_with_catalog_prompt && !config.stt.prompt_from_catalog {
-            crate::second_hearing::prompts(&catalog)
+            crate::stt::prompts(&catalog)
         } else {
             Vec::new()
         },
@@ -316,7 +305,7 @@ fn start_engine(name: &'static str, engine: &EngineConfig, config: &Config) -> R
     };
     if let Some(url) = &engine.url {
         let token = engine.token(&format!("{name}.token_file"), env)?;
-        return Ok(Supervisor::remote(name, url.clone(), token));
+        return Ok(Supervisor::remote(url.clone(), token));
     }
     let model = engine.model.clone().unwrap_or(default_model);
     if !model.exists() {

@@ -18,23 +18,25 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::activation::{confirmation_answer, strip_wake_phrase};
-use super::control::Control;
+use crate::policy::activation::{confirmation_answer, strip_wake_phrase};
+use crate::mqtt::control::Control;
 use super::dispatch::Dispatch;
 use super::metrics::Metrics;
-use super::source::{Heard, Input};
-use super::supervisor::{Endpoint, Supervisor};
+use crate::audio::source::{Heard, Input};
+use crate::local::supervisor::{Endpoint, Supervisor};
 use super::Reports;
 use crate::audit::AuditLog;
-use crate::command::Command;
+use crate::catalog::command::Command;
 use crate::config::{ActivationMode, Config};
-use crate::nlu::client::ChatClient;
-use crate::nlu::{Interpretation, Interpreter, NluError};
-use crate::online::router::{decide, LocalLane, Place, Route, Signals, Thresholds, Turn};
+use crate::intent::ChatClient;
+use crate::intent::{Interpretation, Interpreter, NluError};
+use crate::local::{LocalLane, Turn};
+use crate::online::router::{decide, Place, Route, Signals, Thresholds};
 use crate::online::{Attempt, Online};
-use crate::second_hearing::hear_until_complete;
+use crate::stt::hear_until_complete;
 use crate::stt::{SttClient, SttResult};
-use crate::{events, millis};
+use crate::millis;
+use crate::mqtt::events;
 
 /// Commands waiting for a confirmation.
 struct Pending {
@@ -68,7 +70,7 @@ pub struct Worker {
     /// The recognizer's initial prompt: the catalog's names, so it hears "porch light", not "boat light".
     pub stt_prompt: Option<String>,
     /// The prompts of further transcriptions of an utterance whose first reading
-    /// misses something, in order (see [`crate::second_hearing`]); empty: none.
+    /// misses something, in order (see [`crate::stt::second_hearing`]); empty: none.
     pub stt_retry_prompts: Vec<String>,
     /// The online fallback, when configured and allowed by the privacy policy.
     pub online: Option<Arc<Online>>,

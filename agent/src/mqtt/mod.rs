@@ -2,12 +2,16 @@
 //!
 //! [`CommandLink`] is the handle the rest of hearken uses; behind it one task
 //! owns all in-flight state (no locks) and a second task drives the rumqttc
-//! event loop. See [`engine`] for the delivery rules.
+//! event loop. See `link` for the delivery rules. Beside it: the broker
+//! options, the control topics (push-to-talk, confirmations) and the payloads
+//! of the events topic.
 
-pub mod engine;
-pub mod options;
+pub(crate) mod control;
+pub mod events;
+mod link;
+mod options;
 
-pub use engine::{CommandLink, Delivery, LateAck, LinkStats, Outcome, DEFAULT_MAX_IN_FLIGHT};
+pub use link::{CommandLink, Delivery, LateAck, LinkStats, Outcome, DEFAULT_MAX_IN_FLIGHT};
 pub use options::BrokerOptions;
 
 /// Errors of the MQTT stage.

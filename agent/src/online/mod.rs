@@ -11,7 +11,7 @@
 //!   then the backup), and what every attempt did, for the audit record.
 //!
 //! Whatever an online model answers is validated against the catalog exactly
-//! like the local engine's answer ([`crate::nlu::Interpreter::interpret_via`]).
+//! like the local engine's answer ([`crate::intent::Interpreter::interpret_via`]).
 
 pub mod breaker;
 pub mod router;
@@ -25,8 +25,8 @@ use tokio::time::Instant;
 
 use crate::catalog::Catalog;
 use crate::config::{ConfigError, OnlineConfig, OnlineEndpointConfig, Privacy, RetryConfig};
-use crate::nlu::client::{ChatClient, ChatError, ChatParams};
-use crate::nlu::{Interpretation, Interpreter, NluError};
+use crate::intent::{ChatClient, ChatError, ChatParams};
+use crate::intent::{Interpretation, Interpreter, NluError};
 use crate::stt::{SttClient, SttError, SttResult};
 use breaker::Breaker;
 

@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
-use hearken::engine_http::{self, api_error};
-use hearken::engine_request;
+use hearken_engine_api::http::{self as engine_http, api_error};
+use hearken_engine_api::request as engine_request;
 use serde_json::{json, Value};
 
 use generator::{GenerateError, Generator, GeneratorConfig};
@@ -40,9 +40,10 @@ struct Args {
     /// File holding the bearer token clients must send (or set HEARKEN_ENGINE_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Behave like a remote API (tests and benchmarks of the online fallback).
+    /// Behave like a remote API (tests and benchmarks of the online fallback; only in builds
+    /// with the `simulation` feature).
     #[command(flatten)]
-    remote: engine_http::RemoteSimulation,
+    remote: hearken_engine_api::simulation::RemoteSimulation,
     /// Threads for generating tokens one at a time (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -77,7 +78,7 @@ struct Engine {
 }
 
 fn main() -> anyhow::Result<()> {
-    hearken::init_logging();
+    hearken_engine_api::init_logging();
     let args = Args::parse();
     let token = engine_http::load_token(args.token_file.as_deref())?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -110,7 +111,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn app(engine: Arc<Engine>, token: String, remote: engine_http::RemoteSimulation, max_body_bytes: usize) -> Router {
+fn app(engine: Arc<Engine>, token: String, remote: hearken_engine_api::simulation::RemoteSimulation, max_body_bytes: usize) -> Router {
     let protected = engine_http::require_bearer(
         Router::new().route("/v1/chat/completions", post(chat_completions)),
         token,

@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
-use hearken::engine_http::{self, api_error};
-use hearken::engine_request;
+use hearken_engine_api::http::{self as engine_http, api_error};
+use hearken_engine_api::request as engine_request;
 use serde_json::json;
 
 use transcriber::Transcriber;
@@ -38,9 +38,10 @@ struct Args {
     /// File holding the bearer token clients must send (or set HEARKEN_ENGINE_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Behave like a remote API (tests and benchmarks of the online fallback).
+    /// Behave like a remote API (tests and benchmarks of the online fallback; only in builds
+    /// with the `simulation` feature).
     #[command(flatten)]
-    remote: engine_http::RemoteSimulation,
+    remote: hearken_engine_api::simulation::RemoteSimulation,
     /// Inference threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -64,7 +65,7 @@ struct Engine {
 }
 
 fn main() -> anyhow::Result<()> {
-    hearken::init_logging();
+    hearken_engine_api::init_logging();
     let args = Args::parse();
     let token = engine_http::load_token(args.token_file.as_deref())?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -87,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn app(engine: Arc<Engine>, token: String, remote: engine_http::RemoteSimulation, max_body_bytes: usize) -> Router {
+fn app(engine: Arc<Engine>, token: String, remote: hearken_engine_api::simulation::RemoteSimulation, max_body_bytes: usize) -> Router {
     let protected = engine_http::require_bearer(
         Router::new().route("/v1/audio/transcriptions", post(transcriptions)),
         token,

@@ -1,0 +1,457 @@
+//! The site's device catalog: what exists, what it can do, and how to reach it.
+//!
+//! The catalog is the single source of truth that every command is checked
+//! against before it reaches MQTT. Loading validates the whole file and
+//! reports every problem at once, each naming the file, the device and the
+//! field, so an operator can fix a catalog in one pass.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+mod check;
+pub mod command;
+pub mod protocol;
+pub mod topics;
+
+pub use command::{Command, CommandError};
+use protocol::Protocol;
+
+/// Acknowledgement budget used when neither device, protocol nor catalog sets one.
+pub const DEFAULT_BUDGET_MS: u64 = 200;
+
+/// Largest budget a catalog may set: a command older than this is stale.
+pub const MAX_BUDGET_MS: u64 = 60_000;
+
+/// The catalog file as written, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    site: String,
+    #[serde(default)]
+    budget_ms: Option<u64>,
+    #[serde(default)]
+    protocol_budget_ms: BTreeMap<String, u64>,
+    #[serde(default)]
+    devices: Vec<DeviceFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceFile {
+    id: String,
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    area: Option<String>,
+    #[serde(default)]
+    actions: Vec<String>,
+    #[serde(default)]
+    confirm: Vec<String>,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    budget_ms: Option<u64>,
+    #[serde(default)]
+    ack: AckMode,
+    #[serde(default)]
+    params: BTreeMap<String, ParamRange>,
+}
+
+/// What confirms a command to a device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    /// The device itself (response, echo or RESULT): the default.
+    #[default]
+    Device,
+    /// Only the broker's PUBACK, for fire-and-forget devices that report
+    /// nothing back; their outcome is at best `accepted`.
+    Broker,
+}
+
+/// The allowed integer range of a value-taking action.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamRange {
+    /// Smallest allowed value, inclusive.
+    pub min: i64,
+    /// Largest allowed value, inclusive.
+    pub max: i64,
+    /// Unit people say ("percent", "celsius"), for prompts and messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+/// A validated catalog. Constructed only through [`Catalog::load`] or
+/// [`Catalog::parse`], so holding one means every rule in DESIGN.md holds.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// Where the catalog came from, for messages.
+    pub source: PathBuf,
+    /// Site name, used in default topics and the events topic.
+    pub site: String,
+    /// Devices in file order.
+    pub devices: Vec<Device>,
+    index: HashMap<String, usize>,
+}
+
+/// A validated device.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// Stable id (`[a-z0-9_]+`).
+    pub id: String,
+    /// What people call it.
+    pub name: String,
+    /// Other names people use.
+    pub aliases: Vec<String>,
+    /// Where it is, if the catalog says.
+    pub area: Option<String>,
+    /// Allowed actions, in catalog order.
+    pub actions: Vec<String>,
+    /// Actions that need confirmation before they are sent.
+    pub confirm: Vec<String>,
+    /// How commands are encoded and acknowledged.
+    pub protocol: Protocol,
+    /// Base topic for the protocol.
+    pub topic: String,
+    /// Publish → acknowledgement budget for this device.
+    pub budget_ms: u64,
+    /// Who confirms commands: the device (default) or only the broker.
+    pub ack: AckMode,
+    /// Ranges of value-taking actions.
+    pub params: BTreeMap<String, ParamRange>,
+}
+
+impl Device {
+    /// The range of a value-taking action, or `None` when the action takes no value.
+    pub fn param(&self, action: &str) -> Option<&ParamRange> {
+        self.params.get(action)
+    }
+
+    /// Whether the device supports the action.
+    pub fn has_action(&self, action: &str) -> bool {
+        self.actions.iter().any(|a| a == action)
+    }
+
+    /// Whether the action waits for confirmation.
+    pub fn needs_confirmation(&self, action: &str) -> bool {
+        self.confirm.iter().any(|a| a == action)
+    }
+}
+
+/// One thing wrong with a catalog, located precisely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Device id (or `#<index>` when the id itself is unusable); `None` for catalog-level fields.
+    pub device: Option<String>,
+    /// Field path inside the device or catalog, e.g. `params.set_brightness.min`.
+    pub field: String,
+    /// What is wrong and, where possible, what would be right.
+    pub message: String,
+}
+
+/// Why a catalog could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The file could not be read.
+    #[error("{file}: cannot read catalog: {source}")]
+    Io {
+        /// The catalog path.
+        file: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has fields of the wrong type or name.
+    #[error("{file}: not a valid catalog: {message}")]
+    Syntax {
+        /// The catalog path.
+        file: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The file parsed but breaks catalog rules.
+    #[error("{}", render_problems(file, problems))]
+    Invalid {
+        /// The catalog path.
+        file: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn render_problems(file: &Path, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| match &p.device {
+            Some(d) => format!("{}: device {d}: field {}: {}", file.display(), p.field, p.message),
+            None => format!("{}: field {}: {}", file.display(), p.field, p.message),
+        })
+        .collect();
+    lines.join("\n")
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn topic_problem(topic: &str) -> Option<&'static str> {
+    if topic.is_empty() {
+        Some("must not be empty")
+    } else if topic.contains(['+', '#']) {
+        Some("must not contain MQTT wildcards '+' or '#'")
+    } else if topic.starts_with('/') || topic.ends_with('/') {
+        Some("must not start or end with '/'")
+    } else if topic.contains('\0') {
+        Some("must not contain NUL")
+    } else {
+        None
+    }
+}
+
+fn check_budget(budget: u64) -> Option<String> {
+    (budget == 0 || budget > MAX_BUDGET_MS).then(|| format!("must be between 1 and {MAX_BUDGET_MS} ms, got {budget}"))
+}
+
+impl Catalog {
+    /// Reads and validates a catalog file.
+    pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| CatalogError::Io { file: path.to_owned(), source })?;
+        Catalog::parse(path, &text)
+    }
+
+    /// Validates catalog text; `path` is used only in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Catalog, CatalogError> {
+        let file: CatalogFile =
+            toml::from_str(text).map_err(|e| CatalogError::Syntax { file: path.to_owned(), message: e.to_string() })?;
+        let mut problems = Vec::new();
+        let mut push = |device: Option<&str>, field: &str, message: String| {
+            problems.push(Problem { device: device.map(str::to_owned), field: field.to_owned(), message });
+        };
+
+        if !is_identifier(&file.site) {
+            push(None, "site", format!("'{}' must match [a-z0-9_]+ (it is used in MQTT topics)", file.site));
+        }
+        if let Some(message) = file.budget_ms.and_then(check_budget) {
+            push(None, "budget_ms", message);
+        }
+        let mut protocol_budgets = HashMap::new();
+        for (name, budget) in &file.protocol_budget_ms {
+            match Protocol::from_name(name) {
+                Some(p) => {
+                    protocol_budgets.insert(p, *budget);
+                }
+                None => push(None, &format!("protocol_budget_ms.{name}"), unknown_protocol_message(name)),
+            }
+            if let Some(message) = check_budget(*budget) {
+                push(None, &format!("protocol_budget_ms.{name}"), message);
+            }
+        }
+        if file.devices.is_empty() {
+            push(None, "devices", "the catalog has no devices; add at least one [[devices]] table".to_owned());
+        }
+
+        let mut devices = Vec::with_capacity(file.devices.len());
+        let mut index = HashMap::new();
+        let mut spoken: HashMap<String, String> = HashMap::new();
+        for (position, raw) in file.devices.into_iter().enumerate() {
+            let label = if is_identifier(&raw.id) { raw.id.clone() } else { format!("#{}", position + 1) };
+            let dev = Some(label.as_str());
+            if !is_identifier(&raw.id) {
+                push(dev, "id", format!("'{}' must match [a-z0-9_]+", raw.id));
+            } else if index.insert(raw.id.clone(), position).is_some() {
+                push(dev, "id", format!("duplicate id '{}'", raw.id));
+            }
+            if raw.name.trim().is_empty() {
+                push(dev, "name", "must not be empty".to_owned());
+            }
+            for spoken_name in std::iter::once(&raw.name).chain(raw.aliases.iter()) {
+                let key = spoken_name.trim().to_lowercase();
+                if key.is_empty() {
+                    continue;
+                }
+                match spoken.get(&key) {
+                    Some(owner) if owner != &raw.id => push(
+                        dev,
+                        if spoken_name == &raw.name { "name" } else { "aliases" },
+                        format!(
+                            "'{spoken_name}' is already a name of device '{owner}'; spoken names must be unambiguous"
+                        ),
+                    ),
+                    _ => {
+                        spoken.insert(key, raw.id.clone());
+                    }
+                }
+            }
+
+            let protocol = match raw.protocol.as_deref() {
+                None => Protocol::Hearken,
+                Some(name) => Protocol::from_name(name).unwrap_or_else(|| {
+                    push(dev, "protocol", unknown_protocol_message(name));
+                    Protocol::Hearken
+                }),
+            };
+            let protocol_known = raw.protocol.as_deref().is_none_or(|n| Protocol::from_name(n).is_some());
+
+            if raw.actions.is_empty() {
+                push(dev, "actions", "a device needs at least one action".to_owned());
+            }
+            let mut seen_actions = Vec::new();
+            for action in &raw.actions {
+                if !is_identifier(action) {
+                    push(dev, "actions", format!("action '{action}' must match [a-z0-9_]+"));
+                    continue;
+                }
+                if seen_actions.contains(&action) {
+                    push(dev, "actions", format!("action '{action}' is listed twice"));
+                }
+                seen_actions.push(action);
+                let has_params = raw.params.contains_key(action);
+                match protocol_known.then(|| protocol.action_takes_value(action)).flatten() {
+                    None if protocol_known => {
+                        let supported = protocol.supported_actions().unwrap_or_default().join(", ");
+                        push(
+                            dev,
+                            "actions",
+                            format!("protocol {protocol} cannot encode action '{action}' (it supports: {supported})"),
+                        );
+                    }
+                    Some(true) if !has_params => push(
+                        dev,
+                        &format!("params.{action}"),
+                        format!("action '{action}' takes a value: add [devices.params.{action}] with min and max"),
+                    ),
+                    Some(false) if has_params && protocol != Protocol::Hearken => push(
+                        dev,
+                        &format!("params.{action}"),
+                        format!("action '{action}' takes no value in protocol {protocol}"),
+                    ),
+                    _ => {}
+                }
+            }
+            for (action, range) in &raw.params {
+                if !raw.actions.contains(action) {
+                    push(dev, &format!("params.{action}"), format!("'{action}' is not one of the device's actions"));
+                }
+                if range.min > range.max {
+                    push(
+                        dev,
+                        &format!("params.{action}.min"),
+                        format!("min {} is greater than max {}", range.min, range.max),
+                    );
+                }
+            }
+            for action in &raw.confirm {
+                if !raw.actions.contains(action) {
+                    push(dev, "confirm", format!("'{action}' is not one of the device's actions"));
+                }
+            }
+            let topic = raw.topic.clone().unwrap_or_else(|| topics::device(&file.site, &raw.id));
+            if let Some(message) = topic_problem(&topic) {
+                push(dev, "topic", format!("'{topic}' {message}"));
+            }
+            if let Some(message) = raw.budget_ms.and_then(check_budget) {
+                push(dev, "budget_ms", message);
+            }
+            let budget_ms = raw
+                .budget_ms
+                .or_else(|| protocol_budgets.get(&protocol).copied())
+                .or(file.budget_ms)
+                .unwrap_or(DEFAULT_BUDGET_MS);
+
+            devices.push(Device {
+                id: raw.id,
+                name: raw.name,
+                aliases: raw.aliases,
+                area: raw.area,
+                actions: raw.actions,
+                confirm: raw.confirm,
+                protocol,
+                topic,
+                budget_ms,
+                ack: raw.ack,
+                params: raw.params,
+            });
+        }
+
+        if !problems.is_empty() {
+            return Err(CatalogError::Invalid { file: path.to_owned(), problems });
+        }
+        Ok(Catalog { source: path.to_owned(), site: file.site, devices, index })
+    }
+
+    /// Looks a device up by id.
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.index.get(id).and_then(|&i| self.devices.get(i))
+    }
+
+    /// The topic outcomes and other events are published on.
+    pub fn events_topic(&self) -> String {
+        topics::events(&self.site)
+    }
+}
+
+fn unknown_protocol_message(name: &str) -> String {
+    let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.name()).collect();
+    format!("unknown protocol '{name}' (known: {})", known.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const LAMP: &str = r#"
+site = "home"
+[[devices]]
+id = "lamp"
+name = "lamp"
+actions = ["turn_on", "set_brightness"]
+[devices.params.set_brightness]
+min = 0
+max = 100
+"#;
+
+    #[test]
+    fn defaults_fill_protocol_topic_and_budget() {
+        let catalog = Catalog::parse(Path::new("t.toml"), LAMP).unwrap();
+        let lamp = catalog.device("lamp").unwrap();
+        assert_eq!(lamp.protocol, Protocol::Hearken);
+        assert_eq!(lamp.topic, "hearken/home/lamp");
+        assert_eq!(lamp.budget_ms, DEFAULT_BUDGET_MS);
+        assert_eq!(catalog.events_topic(), "hearken/home/events");
+    }
+
+    #[test]
+    fn device_budget_beats_protocol_budget_beats_catalog_budget() {
+        let text = r#"
+site = "s"
+budget_ms = 300
+protocol_budget_ms = { zigbee2mqtt = 400 }
+[[devices]]
+id = "a"
+name = "a"
+actions = ["turn_on"]
+protocol = "zigbee2mqtt"
+[[devices]]
+id = "b"
+name = "b"
+actions = ["turn_on"]
+protocol = "zigbee2mqtt"
+budget_ms = 50
+[[devices]]
+id = "c"
+name = "c"
+actions = ["turn_on"]
+"#;
+        let catalog = Catalog::parse(Path::new("t.toml"), text).unwrap();
+        assert_eq!(catalog.device("a").unwrap().budget_ms, 400);
+        assert_eq!(catalog.device("b").unwrap().budget_ms, 50);
+        assert_eq!(catalog.device("c").unwrap().budget_ms, 300);
+    }
+}

@@ -1,0 +1,23 @@
+//! Everything of hearken that only tests and benchmarks use: a throwaway
+//! Mosquitto broker, simulated devices with fault injection, the benchmarks
+//! behind `hearken bench`, the dev-set scorer, the demo, the soak and the
+//! burst. The `hearken` binary links it for its `demo`, `bench` and
+//! `simulate` subcommands; the daemon library never does.
+//!
+//! # Layout
+//!
+//! - [`testbed`]: a private Mosquitto on a free loopback port.
+//! - [`simulator`]: simulated devices for every protocol, with latency and faults.
+//! - [`bench`]: `hearken bench mqtt | stt | vad`.
+//! - [`eval`]: intent accuracy on the dev sets (`hearken bench nlu`).
+//! - [`demo`]: `hearken demo` and `hearken bench e2e`.
+//! - [`burst`]: `hearken bench burst`.
+//! - [`soak`]: `hearken bench soak`.
+
+pub mod bench;
+pub mod burst;
+pub mod demo;
+pub mod eval;
+pub mod simulator;
+pub mod soak;
+pub mod testbed;
