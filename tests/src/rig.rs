@@ -167,8 +167,14 @@ pub struct Devices(pub Child, mpsc::Receiver<Value>);
 
 impl Devices {
     pub fn start(broker: &str) -> Devices {
+        Devices::start_with(broker, &[])
+    }
+
+    /// The simulator with more flags (latency, faults).
+    pub fn start_with(broker: &str, flags: &[&str]) -> Devices {
         let mut child = Command::new(hearken_bin())
             .args(["simulate", "--broker", broker, "--catalog", repo_file("devices/home.toml").to_str().unwrap()])
+            .args(flags)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

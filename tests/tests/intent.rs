@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use hearken::catalog::Catalog;
 use hearken::catalog::Command;
-use hearken::intent::{ChatClient, Message}; use hearken::local::LlamaProcess;
-use hearken::intent::{parse_reply, Interpreter, InterpreterConfig, NluError}; use hearken_testkit::eval;
+use hearken::intent::{parse_reply, Interpreter, InterpreterConfig, NluError};
+use hearken::intent::{ChatClient, Message};
+use hearken::local::LlamaProcess;
+use hearken_testkit::eval;
 use hearken_tests::{hearken, intent_model, repo_file, repo_root, stderr, stdout};
 use serde_json::{json, Value};
 

@@ -6,11 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use hearken::audit::{AuditLog, AuditOptions};
+use hearken::catalog::protocol::{AckStatus, HearkenAck};
 use hearken::catalog::Catalog;
 use hearken::catalog::Command;
+use hearken::intent as schema;
+use hearken::mqtt::events;
 use hearken::mqtt::{Delivery, LateAck, Outcome};
-use hearken::catalog::protocol::{AckStatus, HearkenAck};
-use hearken::intent as schema; use hearken::mqtt::events;
 use hearken_tests::repo_file;
 use serde_json::{json, Value};
 

@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hearken::audio::{self, AudioError};
-use hearken::stt::{SttClient, SttError}; use hearken::local::WhisperProcess;
 use hearken::audio::vad::{self, VadConfig};
+use hearken::audio::{self, AudioError};
+use hearken::local::WhisperProcess;
+use hearken::stt::{SttClient, SttError};
 use hearken_tests::{hearken, normalize_transcript, run_tool, stdout, synthesize, whisper_model, write_file};
 use serde_json::Value;
 

@@ -9,10 +9,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 
-use hearken::millis;
-use hearken::models;
 use hearken::intent::{ChatClient, Interpreter, InterpreterConfig};
 use hearken::local::LlamaProcess;
+use hearken::millis;
+use hearken::models;
 
 /// Where the intent model runs: a running server, or a local engine started for the run.
 #[derive(Args)]

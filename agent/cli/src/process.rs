@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::json;
 
+use hearken::audio::{self, vad};
 use hearken::intent::Interpreter;
 use hearken::local::WhisperProcess;
-use hearken::stt::{self, hear_until_complete};
-use hearken::audio::{self, vad};
 use hearken::millis;
+use hearken::stt::{self, hear_until_complete};
 
 /// Arguments of `hearken process`.
 #[derive(Args)]

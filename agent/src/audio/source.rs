@@ -195,12 +195,13 @@ pub fn spawn_text(
     std::thread::spawn(move || {
         let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel::<(u64, String)>(16);
         let reader = std::thread::spawn(move || -> Result<(), SourceError> {
-            let input: Box<dyn Read + Send> = match &config.file {
-                Some(path) => Box::new(std::fs::File::open(path).map_err(|e| {
-                    SourceError::Input(format!("{}: cannot read the text input: {e}", path.display()))
-                })?),
-                None => Box::new(std::io::stdin()),
-            };
+            let input: Box<dyn Read + Send> =
+                match &config.file {
+                    Some(path) => Box::new(std::fs::File::open(path).map_err(|e| {
+                        SourceError::Input(format!("{}: cannot read the text input: {e}", path.display()))
+                    })?),
+                    None => Box::new(std::io::stdin()),
+                };
             let mut input = std::io::BufReader::new(input);
             let mut number = 0;
             while let Some(line) = read_capped_line(&mut input, max_chars + 1)

@@ -85,10 +85,7 @@ max = 100
         assert!(matches!(c.check(&cmd("lamp", "unlock", None)), Err(CommandError::UnknownAction { .. })));
         assert!(matches!(c.check(&cmd("lamp", "set_brightness", None)), Err(CommandError::MissingValue { .. })));
         assert!(matches!(c.check(&cmd("lamp", "turn_on", Some(1))), Err(CommandError::UnexpectedValue { .. })));
-        assert!(matches!(
-            c.check(&cmd("lamp", "set_brightness", Some(101))),
-            Err(CommandError::OutOfRange { .. })
-        ));
+        assert!(matches!(c.check(&cmd("lamp", "set_brightness", Some(101))), Err(CommandError::OutOfRange { .. })));
         assert!(matches!(c.check(&cmd("lamp", "set_brightness", Some(-1))), Err(CommandError::OutOfRange { .. })));
     }
 

@@ -2,7 +2,10 @@
 //! once), waits for their outcomes, completes the audit record, publishes
 //! the events and emits the utterance's report line. Fed by a bounded
 //! channel: when commands pile up, the interpreter waits (backpressure).
+//! An acknowledgement that arrives after its command's budget gets its own
+//! `late_ack` audit record and event; the outcome never changes.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,10 +17,10 @@ use super::metrics::Metrics;
 use super::Reports;
 use crate::audit::AuditLog;
 use crate::catalog::command::Command;
-use crate::mqtt::{CommandLink, Delivery, Outcome};
-use crate::policy::rate_limit::RateLimits;
 use crate::millis;
 use crate::mqtt::events;
+use crate::mqtt::{CommandLink, Delivery, LateAck, Outcome};
+use crate::policy::rate_limit::RateLimits;
 
 /// Commands ready to go out, with what the report and audit need.
 pub struct Dispatch {
@@ -43,10 +46,84 @@ pub async fn run(
     metrics: Arc<Metrics>,
     reports: Reports,
 ) {
-    while let Some(dispatch) = work.recv().await {
-        let span = dispatch.span.clone();
-        dispatch_one(dispatch, &link, &mut limits, &audit, &metrics, &reports).instrument(span).await;
+    // Subscribed before the first command goes out, so no late acknowledgement slips past.
+    let mut late_acks = link.late_acks();
+    let mut unanswered = Unanswered::default();
+    loop {
+        tokio::select! {
+            dispatch = work.recv() => {
+                let Some(dispatch) = dispatch else { break };
+                let span = dispatch.span.clone();
+                dispatch_one(dispatch, &link, &mut limits, &audit, &metrics, &reports, &mut unanswered)
+                    .instrument(span)
+                    .await;
+            }
+            late = late_acks.recv() => match late {
+                Ok(late) => record_late_ack(&late, &mut unanswered, &link, &audit, &metrics).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "late acknowledgements not recorded (too many at once)");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+        }
     }
+    // Late acknowledgements that arrived while the last commands were resolved.
+    while let Ok(late) = late_acks.try_recv() {
+        record_late_ack(&late, &mut unanswered, &link, &audit, &metrics).await;
+    }
+}
+
+/// How many commands that timed out (or were only accepted by the broker) are
+/// remembered for a late acknowledgement; the link remembers as many.
+const UNANSWERED_KEPT: usize = 1024;
+
+/// Commands whose device had not answered when their outcome was decided, by
+/// the link's command id: what a late acknowledgement is recorded against.
+#[derive(Default)]
+struct Unanswered {
+    commands: HashMap<u64, (Command, Option<u64>)>,
+    order: VecDeque<u64>,
+}
+
+impl Unanswered {
+    fn remember(&mut self, command_id: u64, command: Command, audit_ref: Option<u64>) {
+        if self.order.len() == UNANSWERED_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.commands.remove(&oldest);
+            }
+        }
+        self.order.push_back(command_id);
+        self.commands.insert(command_id, (command, audit_ref));
+    }
+
+    fn take(&mut self, command_id: u64) -> Option<(Command, Option<u64>)> {
+        let taken = self.commands.remove(&command_id)?;
+        self.order.retain(|id| *id != command_id);
+        Some(taken)
+    }
+}
+
+/// The `late_ack` audit record (the same as `hearken send` writes) and event.
+async fn record_late_ack(
+    late: &LateAck,
+    unanswered: &mut Unanswered,
+    link: &CommandLink,
+    audit: &AuditLog,
+    metrics: &Metrics,
+) {
+    let Some((command, audit_ref)) = unanswered.take(late.command_id) else { return };
+    metrics.count("late_acks", &command.device);
+    let mut body = Map::new();
+    body.insert("device".into(), json!(command.device));
+    body.insert("action".into(), json!(command.action));
+    body.insert("value".into(), json!(command.value));
+    body.insert("ref".into(), json!(audit_ref));
+    body.insert("latency_ms".into(), json!(millis(late.latency)));
+    if let Err(e) = audit.append("late_ack", body) {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+    let event = events::late_ack_event(&link.catalog().site, &command, late, audit_ref);
+    let _ = link.publish_event(link.catalog().events_topic(), event.to_string().into_bytes()).await;
 }
 
 async fn dispatch_one(
@@ -56,6 +133,7 @@ async fn dispatch_one(
     audit: &AuditLog,
     metrics: &Metrics,
     reports: &Reports,
+    unanswered: &mut Unanswered,
 ) {
     let Dispatch { mut report, commands, audit_ref, heard_at, .. } = dispatch;
     let started = Instant::now();
@@ -91,6 +169,9 @@ async fn dispatch_one(
             delivered.unwrap_or_else(|| (Delivery::not_sent("the send task failed", Duration::ZERO), Instant::now()));
         if delivery.outcome == Outcome::Acknowledged {
             last_ack = Some(last_ack.map_or(at, |l| l.max(at)));
+        }
+        if matches!(delivery.outcome, Outcome::Timeout | Outcome::Accepted) {
+            unanswered.remember(delivery.command_id, command.clone(), audit_ref);
         }
         metrics.count("commands", delivery.outcome.as_str());
         let outcome = events::outcome_line(command, &delivery);

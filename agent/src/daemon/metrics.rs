@@ -146,6 +146,10 @@ fn describe(counter: &str) -> (&'static str, &'static str) {
         "stt_retries" => ("outcome", "Utterances heard again (primed), by whether a further reading was used."),
         "routes" => ("reason", "Routing decisions by stage, place (local, online) and reason."),
         "online_attempts" => ("outcome", "Online API tries by stage, endpoint and outcome (sent or skipped)."),
+        "late_acks" => (
+            "device",
+            "Acknowledgements that came after their command's budget, by device (the outcome stays as it was).",
+        ),
         _ => ("kind", "Events."),
     }
 }

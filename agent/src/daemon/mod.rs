@@ -27,19 +27,19 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
+use crate::audio::source;
 use crate::audit::{AuditLog, AuditOptions, FsyncPolicy};
 use crate::catalog::Catalog;
 use crate::config::{AudioSource, Config, EngineConfig};
-use crate::models;
-use crate::mqtt::CommandLink;
 use crate::intent::ChatClient;
 use crate::intent::{Interpreter, InterpreterConfig};
+use crate::local::supervisor::{EngineSpec, Supervisor};
 use crate::local::LocalLane;
+use crate::models;
+use crate::mqtt::control;
+use crate::mqtt::CommandLink;
 use crate::online::Online;
 use crate::policy::rate_limit::RateLimits;
-use crate::audio::source;
-use crate::local::supervisor::{EngineSpec, Supervisor};
-use crate::mqtt::control;
 
 /// Errors that stop the daemon (everything per utterance is reported and audited instead).
 #[derive(Debug, thiserror::Error)]

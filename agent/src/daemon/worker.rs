@@ -18,25 +18,25 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::policy::activation::{confirmation_answer, strip_wake_phrase};
-use crate::mqtt::control::Control;
 use super::dispatch::Dispatch;
 use super::metrics::Metrics;
-use crate::audio::source::{Heard, Input};
-use crate::local::supervisor::{Endpoint, Supervisor};
 use super::Reports;
+use crate::audio::source::{Heard, Input};
 use crate::audit::AuditLog;
 use crate::catalog::command::Command;
 use crate::config::{ActivationMode, Config};
 use crate::intent::ChatClient;
 use crate::intent::{Interpretation, Interpreter, NluError};
+use crate::local::supervisor::{Endpoint, Supervisor};
 use crate::local::{LocalLane, Turn};
+use crate::millis;
+use crate::mqtt::control::Control;
+use crate::mqtt::events;
 use crate::online::router::{decide, Place, Route, Signals, Thresholds};
 use crate::online::{Attempt, Online};
+use crate::policy::activation::{confirmation_answer, strip_wake_phrase};
 use crate::stt::hear_until_complete;
 use crate::stt::{SttClient, SttResult};
-use crate::millis;
-use crate::mqtt::events;
 
 /// Commands waiting for a confirmation.
 struct Pending {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-
 /// Errors of talking to a chat-completions server.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -164,4 +163,3 @@ impl ChatClient {
         })
     }
 }
-

@@ -278,11 +278,8 @@ impl Interpreter {
         let mut commands = plan.settled;
         if !plan.narrowed.is_empty() {
             let candidates: Vec<&Device> = plan.narrowed.iter().collect();
-            let schema = schema::utterance_schema(
-                &candidates,
-                &plan.numbers,
-                candidates.len().min(self.config.max_commands),
-            );
+            let schema =
+                schema::utterance_schema(&candidates, &plan.numbers, candidates.len().min(self.config.max_commands));
             let messages = prompt::messages(&self.catalog, &plan.request);
             let reply =
                 client.complete(&messages, self.config.constrain.then_some(&schema), self.config.max_tokens).await?;

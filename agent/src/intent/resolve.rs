@@ -6,8 +6,8 @@
 //! "and"/"then" lets "stop conveyor one and conveyor two" give both
 //! conveyors the verb of the first clause.
 
-use crate::catalog::Device;
 use crate::catalog::command::Command;
+use crate::catalog::Device;
 
 /// Words that join clauses.
 const CLAUSE_BREAKS: &[&str] = &["and", "then", "also", "plus"];

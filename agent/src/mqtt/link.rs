@@ -42,9 +42,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{BrokerOptions, MqttError};
+use crate::catalog::protocol::{self, AckStatus, Expectation, Outbound};
 use crate::catalog::{AckMode, Catalog};
 use crate::catalog::{Command, CommandError};
-use crate::catalog::protocol::{self, AckStatus, Expectation, Outbound};
 
 /// How a command ended. Serialized in snake case as in the CLI contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

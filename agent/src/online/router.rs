@@ -167,5 +167,4 @@ mod tests {
         assert_eq!(decide(&thresholds(), &down, Some("privacy")), Route::local("privacy"));
         assert_eq!(decide(&thresholds(), &down, Some("device_local_only")), Route::local("device_local_only"));
     }
-
 }

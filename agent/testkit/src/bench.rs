@@ -11,9 +11,9 @@ use tokio::task::JoinSet;
 
 use hearken::catalog::{Catalog, CatalogError, Command};
 
-use hearken::mqtt::{BrokerOptions, CommandLink, LinkStats, MqttError, Outcome};
 use crate::simulator::{Simulator, SimulatorConfig, SimulatorError};
 use crate::testbed::{Mosquitto, TestbedError};
+use hearken::mqtt::{BrokerOptions, CommandLink, LinkStats, MqttError, Outcome};
 
 /// Errors of a benchmark run.
 #[derive(Debug, thiserror::Error)]

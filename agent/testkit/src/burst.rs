@@ -19,10 +19,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
 
+use crate::eval::percentile;
 use hearken::config::{OnlineConfig, OnlineEndpointConfig, Privacy};
 use hearken::local::EngineProcess;
 use hearken::models;
-use crate::eval::percentile;
 
 use crate::demo::{load_cases, synthesize, Stage};
 

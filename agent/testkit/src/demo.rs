@@ -10,13 +10,13 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
 
+use crate::eval::percentile;
+use crate::simulator::{Simulator, SimulatorConfig};
+use crate::testbed::Mosquitto;
 use hearken::catalog::Catalog;
 use hearken::catalog::Command;
 use hearken::config::{AudioSource, Config};
 use hearken::mqtt::BrokerOptions;
-use crate::eval::percentile;
-use crate::simulator::{Simulator, SimulatorConfig};
-use crate::testbed::Mosquitto;
 
 /// Arguments of `hearken demo`.
 #[derive(Args)]

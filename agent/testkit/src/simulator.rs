@@ -25,8 +25,8 @@ use tokio::sync::watch;
 
 use hearken::catalog::{Catalog, Command, Device};
 
-use hearken::mqtt::{BrokerOptions, MqttError};
 use hearken::catalog::protocol::{tasmota_result_topic, AckStatus, HearkenAck, Protocol};
+use hearken::mqtt::{BrokerOptions, MqttError};
 
 /// Latency and fault settings. Rates are probabilities in `0..=1`; their sum
 /// (without `duplicate_rate`, which combines with the others) must not exceed 1.

@@ -26,16 +26,16 @@ use rumqttc::v5::{AsyncClient, Event};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use crate::simulator::{Simulator, SimulatorConfig};
+use crate::testbed::Mosquitto;
+use hearken::catalog::protocol::{self, Protocol};
 use hearken::catalog::Catalog;
 use hearken::catalog::Command;
 use hearken::config::{AudioSource, Config, OnlineConfig, OnlineEndpointConfig, Privacy};
-use hearken::local::EngineProcess;
 use hearken::host::resident_kib;
+use hearken::local::EngineProcess;
 use hearken::models;
 use hearken::mqtt::BrokerOptions;
-use hearken::catalog::protocol::{self, Protocol};
-use crate::simulator::{Simulator, SimulatorConfig};
-use crate::testbed::Mosquitto;
 
 /// Arguments of `hearken bench soak`.
 #[derive(Args)]

@@ -84,14 +84,12 @@ mod enabled {
         pub replay_cache: bool,
     }
 
-
     /// A successful answer kept for `--replay-cache`.
     #[derive(Clone)]
     struct Replay {
         content_type: Option<header::HeaderValue>,
         body: bytes::Bytes,
     }
-
 
     /// `--replay-cache`: the stored answer to an identical earlier request, or
     /// the handler's answer (stored when it succeeded).
@@ -157,7 +155,8 @@ mod enabled {
                 (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"choices\": [").into_response()
             }
             Fault::OffSchema => {
-                let content = json!({"intent": "control", "commands": [{"device": "no_such_device", "action": "explode"}]});
+                let content =
+                    json!({"intent": "control", "commands": [{"device": "no_such_device", "action": "explode"}]});
                 Json(json!({"text": 42, "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}}]}))
                     .into_response()
             }

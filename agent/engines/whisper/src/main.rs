@@ -88,7 +88,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn app(engine: Arc<Engine>, token: String, remote: hearken_engine_api::simulation::RemoteSimulation, max_body_bytes: usize) -> Router {
+fn app(
+    engine: Arc<Engine>,
+    token: String,
+    remote: hearken_engine_api::simulation::RemoteSimulation,
+    max_body_bytes: usize,
+) -> Router {
     let protected = engine_http::require_bearer(
         Router::new().route("/v1/audio/transcriptions", post(transcriptions)),
         token,
