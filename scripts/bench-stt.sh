@@ -8,7 +8,7 @@ scripts/setup.sh
 venv=${FASTER_WHISPER_VENV:-${TMPDIR:-/tmp}/hearken-faster-whisper-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c 'import faster_whisper' 2>/dev/null || "$venv/bin/pip" install -q faster-whisper
-cargo build --release --locked -p hearken -p hearken-whisper
+cargo build --release --locked -p hearken-cli -p hearken-whisper
 hearken=${CARGO_TARGET_DIR:-target}/release/hearken
 "$hearken" models fetch
 "$hearken" bench vad

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-cargo build --release --locked -p hearken -p hearken-whisper -p hearken-llama
+cargo build --release --locked -p hearken-cli -p hearken-whisper -p hearken-llama
 hearken=${CARGO_TARGET_DIR:-target}/release/hearken
 "$hearken" models fetch
 "$hearken" demo

@@ -32,8 +32,10 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -z "$bin_dir" ]; then
-    # The same invocation as scripts/demo.sh, so a demo build is reused.
-    cargo build --release --locked -p hearken -p hearken-whisper -p hearken-llama >&2
+    # The engines on their own, so they are built without the test harness's
+    # remote-API simulation (--fault, --delay-ms), then the hearken binary.
+    cargo build --release --locked -p hearken-whisper -p hearken-llama >&2
+    cargo build --release --locked -p hearken-cli >&2
     bin_dir="$target/release"
 fi
 for bin in hearken hearken-whisper hearken-llama; do

@@ -241,18 +241,28 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     notifier.stopping();
     stop_source.store(true, Ordering::Relaxed);
     let deadline = Duration::from_millis(config.shutdown.drain_timeout_ms);
+    // The stage being waited for, so that a missed deadline names it.
+    let draining = std::sync::Mutex::new("worker (utterances heard, not yet handled)");
+    let now_draining = |stage: &'static str| *draining.lock().unwrap_or_else(|p| p.into_inner()) = stage;
     let drained = tokio::time::timeout(deadline, async {
         if !worker_finished {
             let _ = (&mut worker).await;
         }
+        now_draining("dispatch (commands waiting for their outcomes)");
         let _ = dispatcher.await;
+        now_draining("mqtt link (publishes in flight)");
         link.shutdown().await;
     })
     .await
     .is_ok();
     if !drained {
         worker.abort();
-        tracing::warn!("drain deadline passed; in-flight work abandoned");
+        let stage = *draining.lock().unwrap_or_else(|p| p.into_inner());
+        tracing::warn!(
+            stage,
+            deadline_ms = config.shutdown.drain_timeout_ms,
+            "drain deadline passed while waiting for the {stage}; in-flight work abandoned"
+        );
     }
     let summary = Summary { drained, restarts: (stt.restarts(), intent.restarts()) };
     let mut stop = Map::new();
