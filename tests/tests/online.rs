@@ -401,7 +401,7 @@ fn online_errors_are_classified_retried_and_bounded_by_the_deadline() {
     assert!(interpreter.preview(request).asks_model, "the request must leave something to the model");
     let served = runtime.block_on(online.interpret(
         &interpreter,
-        request,
+        &interpreter.plan(request),
         tokio::time::Instant::now() + Duration::from_secs(150),
     ));
     assert_eq!(outcomes(&served), ["primary:off_schema", "backup:ok"]);

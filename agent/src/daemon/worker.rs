@@ -26,7 +26,7 @@ use crate::audit::AuditLog;
 use crate::catalog::command::Command;
 use crate::config::{ActivationMode, Config};
 use crate::intent::ChatClient;
-use crate::intent::{Interpretation, Interpreter, NluError};
+use crate::intent::{Interpretation, Interpreter, NluError, Planned};
 use crate::local::supervisor::{Endpoint, Supervisor};
 use crate::local::{LocalLane, Turn};
 use crate::millis;
@@ -35,17 +35,9 @@ use crate::mqtt::events;
 use crate::online::router::{decide, Place, Route, Signals, Thresholds};
 use crate::online::{Attempt, Online};
 use crate::policy::activation::{confirmation_answer, strip_wake_phrase};
+use crate::policy::conversation::{Conversation, DecidedBy, Decision, Pending};
 use crate::stt::hear_until_complete;
 use crate::stt::{SttClient, SttResult};
-
-/// Commands waiting for a confirmation.
-struct Pending {
-    id: u64,
-    commands: Vec<Command>,
-    audit_ref: Option<u64>,
-    expires: tokio::time::Instant,
-    utterance: u64,
-}
 
 /// Everything the worker needs.
 pub struct Worker {
@@ -83,13 +75,6 @@ struct State {
     stt_client: Mutex<Option<(u64, SttClient)>>,
     intent_generation: AtomicU64,
     conversation: Mutex<Conversation>,
-}
-
-/// Activation and confirmation: what one utterance leaves for the next.
-struct Conversation {
-    armed_until: Option<tokio::time::Instant>,
-    pending: Option<Pending>,
-    next_confirmation: u64,
 }
 
 impl State {
@@ -143,7 +128,7 @@ impl Worker {
         let state = Arc::new(State {
             stt_client: Mutex::new(None),
             intent_generation: AtomicU64::new(self.intent.endpoint().borrow().as_ref().map_or(0, |e| e.generation)),
-            conversation: Mutex::new(Conversation { armed_until: None, pending: None, next_confirmation: 1 }),
+            conversation: Mutex::new(Conversation::default()),
         });
         let at_once = self.online.as_ref().map_or(1, |_| self.config.online.max_concurrent.max(1));
         let slots = Arc::new(tokio::sync::Semaphore::new(at_once));
@@ -152,7 +137,7 @@ impl Worker {
         let mut intent_endpoint = worker.intent.endpoint();
         let mut control_open = true;
         loop {
-            let expiry = state.conversation().pending.as_ref().map(|p| p.expires);
+            let expiry = state.conversation().deadline();
             tokio::select! {
                 biased;
                 heard = utterances.recv() => match heard {
@@ -173,14 +158,19 @@ impl Worker {
                     }
                     None => break,
                 },
-                () = sleep_until(expiry) => worker.resolve_pending(&state, None, "expired", "timeout", Instant::now()).await,
+                () = sleep_until(expiry) => {
+                    let expired = state.conversation().take_expired(tokio::time::Instant::now());
+                    if let Some(pending) = expired {
+                        worker.conclude(pending, Decision::Expired, DecidedBy::Timeout, Instant::now()).await;
+                    }
+                }
                 control_message = control.recv(), if control_open => match control_message {
                     Some(Control::Listen) => {
-                        state.conversation().armed_until = Some(tokio::time::Instant::now() + worker.activation_window());
+                        state.conversation().arm(tokio::time::Instant::now(), worker.activation_window());
                     }
                     Some(Control::Confirm { id, confirm }) => {
-                        let decision = if confirm { "confirmed" } else { "cancelled" };
-                        worker.resolve_pending(&state, id, decision, "mqtt", Instant::now()).await;
+                        let decision = if confirm { Decision::Confirmed } else { Decision::Cancelled };
+                        worker.resolve_pending(&state, id, decision, DecidedBy::Mqtt, Instant::now()).await;
                     }
                     None => control_open = false,
                 },
@@ -196,7 +186,7 @@ impl Worker {
             }
         }
         while handling.join_next().await.is_some() {}
-        worker.resolve_pending(&state, None, "cancelled", "shutdown", Instant::now()).await;
+        worker.resolve_pending(&state, None, Decision::Cancelled, DecidedBy::Shutdown, Instant::now()).await;
     }
 
     fn activation_window(&self) -> Duration {
@@ -306,7 +296,8 @@ impl Worker {
         turn: &mut Option<Turn>,
     ) -> (Result<Interpretation, NluError>, Leg) {
         let thresholds = Thresholds::of(&self.config.online);
-        let preview = self.interpreter.preview(request);
+        let planned = self.interpreter.plan(request);
+        let preview = planned.preview(self.interpreter.catalog());
         let route = match &self.online {
             None => Route { place: Place::Local, reason: "online_off" },
             // Settled by the words alone: no engine is asked, so nothing waits for one.
@@ -319,7 +310,7 @@ impl Worker {
         };
         let mut leg = Leg::new(route);
         if let (Place::Online, Some(online)) = (route.place, &self.online) {
-            let served = online.interpret(&self.interpreter, request, online.deadline(heard.at)).await;
+            let served = online.interpret(&self.interpreter, &planned, online.deadline(heard.at)).await;
             if let Some(interpretation) = leg.served(served, "intent") {
                 return (Ok(interpretation), leg);
             }
@@ -327,7 +318,7 @@ impl Worker {
         if turn.is_none() && preview.asks_model {
             *turn = Some(self.lane.enter().await);
         }
-        let interpretation = self.interpret(request, state).await;
+        let interpretation = self.interpret(&planned, state).await;
         if let Ok(i) = &interpretation {
             self.lane.measured_intent(i.latency);
         }
@@ -378,7 +369,7 @@ impl Worker {
         report.insert("text".into(), json!(transcript.text));
 
         // A spoken answer to a pending confirmation.
-        let pending = state.conversation().pending.is_some();
+        let pending = state.conversation().is_pending();
         if pending {
             if let Some(confirm) = confirmation_answer(&transcript.text) {
                 report.insert("latency_ms".into(), latency);
@@ -386,8 +377,8 @@ impl Worker {
                 self.audit_utterance(&report, true);
                 self.metrics.count("utterances", "confirmation_answer");
                 let _ = self.reports.send(Value::Object(report)).await;
-                let decision = if confirm { "confirmed" } else { "cancelled" };
-                return self.resolve_pending(state, None, decision, "voice", heard.at).await;
+                let decision = if confirm { Decision::Confirmed } else { Decision::Cancelled };
+                return self.resolve_pending(state, None, decision, DecidedBy::Voice, heard.at).await;
             }
         }
 
@@ -406,7 +397,7 @@ impl Worker {
         report.insert("activated".into(), json!(true));
         if request.is_empty() {
             // The wake phrase alone: the next utterance is the command.
-            state.conversation().armed_until = Some(tokio::time::Instant::now() + self.activation_window());
+            state.conversation().arm(tokio::time::Instant::now(), self.activation_window());
             report.insert("commands".into(), json!([]));
             report.insert("latency_ms".into(), latency);
             self.audit_utterance(&report, true);
@@ -498,7 +489,7 @@ impl Worker {
     /// The request to interpret, or `None` when the utterance is not for hearken.
     fn activated(&self, text: &str, state: &State) -> Option<String> {
         let now = tokio::time::Instant::now();
-        let armed = state.conversation().armed_until.take().is_some_and(|until| now <= until);
+        let armed = state.conversation().take_armed(now);
         match self.config.activation.mode {
             ActivationMode::Always => Some(text.to_owned()),
             ActivationMode::WakePhrase => {
@@ -520,8 +511,8 @@ impl Worker {
     }
 
     /// Interprets, waiting once for a restarting intent engine when the model was needed.
-    async fn interpret(&self, text: &str, state: &State) -> Result<Interpretation, NluError> {
-        match self.interpreter.interpret(text).await {
+    async fn interpret(&self, planned: &Planned, state: &State) -> Result<Interpretation, NluError> {
+        match self.interpreter.interpret_planned(planned).await {
             Err(NluError::Engine(e)) => {
                 tracing::warn!(error = %e, "intent engine unavailable; waiting for it");
                 let wait = Duration::from_millis(self.config.engines.wait_for_engine_ms);
@@ -529,7 +520,7 @@ impl Worker {
                 if let Some(endpoint) = self.intent.wait_up(wait).await {
                     self.use_intent_engine(&endpoint, state).await;
                 }
-                self.interpreter.interpret(text).await
+                self.interpreter.interpret_planned(planned).await
             }
             other => other,
         }
@@ -543,12 +534,8 @@ impl Worker {
         audit_ref: Option<u64>,
         heard: &Heard,
     ) -> u64 {
-        self.resolve_pending(state, None, "superseded", "new_request", Instant::now()).await;
-        let id = {
-            let mut conversation = state.conversation();
-            conversation.next_confirmation += 1;
-            conversation.next_confirmation - 1
-        };
+        self.resolve_pending(state, None, Decision::Superseded, DecidedBy::NewRequest, Instant::now()).await;
+        let id = state.conversation().next_id();
         let window = Duration::from_millis(self.config.confirmation.window_ms);
         let mut body = Map::new();
         body.insert("confirmation".into(), json!(id));
@@ -562,7 +549,7 @@ impl Worker {
         let event =
             events::confirmation_needed_event(site, id, &commands, self.config.confirmation.window_ms, audit_ref);
         let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
-        let superseded = state.conversation().pending.replace(Pending {
+        let superseded = state.conversation().hold(Pending {
             id,
             commands,
             audit_ref,
@@ -571,15 +558,22 @@ impl Worker {
         });
         if let Some(other) = superseded {
             // Another utterance's request came in while this one was announced: the newer stands.
-            self.conclude(other, "superseded", "new_request", Instant::now()).await;
+            self.conclude(other, Decision::Superseded, DecidedBy::NewRequest, Instant::now()).await;
         }
         id
     }
 
     /// Confirms or cancels the pending commands (if `id` matches, when given);
     /// `decided_at` is when the answer was heard (latencies count from there).
-    async fn resolve_pending(&self, state: &State, id: Option<u64>, decision: &str, by: &str, decided_at: Instant) {
-        let taken = state.conversation().pending.take_if(|p| id.is_none_or(|id| id == p.id));
+    async fn resolve_pending(
+        &self,
+        state: &State,
+        id: Option<u64>,
+        decision: Decision,
+        by: DecidedBy,
+        decided_at: Instant,
+    ) {
+        let taken = state.conversation().take(id);
         let Some(pending) = taken else {
             if id.is_some() {
                 tracing::warn!(?id, "confirmation for nothing pending ignored");
@@ -590,7 +584,8 @@ impl Worker {
     }
 
     /// Audits and announces a decision on held commands; confirmed ones go to the MQTT stage.
-    async fn conclude(&self, pending: Pending, decision: &str, by: &str, decided_at: Instant) {
+    async fn conclude(&self, pending: Pending, decision: Decision, by: DecidedBy, decided_at: Instant) {
+        let (decision, by) = (decision.as_str(), by.as_str());
         let mut body = Map::new();
         body.insert("confirmation".into(), json!(pending.id));
         body.insert("ref".into(), json!(pending.audit_ref));

@@ -244,22 +244,39 @@ impl Interpreter {
     /// policy is checked against before the text may leave the box — and
     /// whether a model will be asked at all.
     pub fn preview(&self, text: &str) -> Preview {
-        match self.plan(text) {
-            Plan::NoCommand(_) => Preview { devices: Vec::new(), asks_model: false },
-            Plan::Ask(plan) => Preview {
-                devices: plan.order.iter().map(|d| self.catalog.devices[*d].id.clone()).collect(),
-                asks_model: !plan.narrowed.is_empty(),
-            },
-        }
+        self.plan(text).preview(&self.catalog)
+    }
+
+    /// Plans one utterance from its words alone. The daemon plans once, routes
+    /// on the plan's [`Planned::preview`], then interprets the same plan.
+    pub fn plan(&self, text: &str) -> Planned {
+        let started = Instant::now();
+        let plan = self.plan_words(text);
+        Planned { text: text.to_owned(), plan, took: started.elapsed() }
+    }
+
+    /// Finishes a plan with the local engine when the words leave something open.
+    pub async fn interpret_planned(&self, planned: &Planned) -> Result<Interpretation, NluError> {
+        self.interpret_planned_via(planned, &self.client()).await
     }
 
     /// Interprets one utterance, asking the model behind `client` (an online
     /// API, say) when the words leave something open. Its answer is validated
     /// against the catalog like the local engine's.
     pub async fn interpret_via(&self, text: &str, client: &ChatClient) -> Result<Interpretation, NluError> {
-        let started = Instant::now();
+        self.interpret_planned_via(&self.plan(text), client).await
+    }
+
+    /// Finishes a plan, asking the model behind `client` when the words leave
+    /// something open; every command is validated against the catalog.
+    pub async fn interpret_planned_via(
+        &self,
+        planned: &Planned,
+        client: &ChatClient,
+    ) -> Result<Interpretation, NluError> {
+        let started = Instant::now() - planned.took;
         let mut result = Interpretation {
-            text: text.to_owned(),
+            text: planned.text.clone(),
             commands: Vec::new(),
             needs_confirmation: Vec::new(),
             no_command_reason: None,
@@ -267,7 +284,7 @@ impl Interpreter {
             asked_model: false,
             model: None,
         };
-        let plan = match self.plan(text) {
+        let plan = match &planned.plan {
             Plan::NoCommand(reason) => {
                 result.no_command_reason = Some(reason);
                 result.latency = started.elapsed();
@@ -275,7 +292,7 @@ impl Interpreter {
             }
             Plan::Ask(plan) => plan,
         };
-        let mut commands = plan.settled;
+        let mut commands = plan.settled.clone();
         if !plan.narrowed.is_empty() {
             let candidates: Vec<&Device> = plan.narrowed.iter().collect();
             let schema =
@@ -327,7 +344,7 @@ impl Interpreter {
     /// Everything before the model: normalization, the question and action
     /// checks, the devices each clause names, what the words settle, and
     /// what is left for the model.
-    fn plan(&self, text: &str) -> Plan {
+    fn plan_words(&self, text: &str) -> Plan {
         let words = normalize::normalize(text);
         if words.is_empty() {
             return Plan::NoCommand("empty");
@@ -611,6 +628,28 @@ enum Plan {
     Ask(Asked),
 }
 
+/// One utterance planned from its words ([`Interpreter::plan`]): what the
+/// router looks at and what the interpreter then finishes, so that no
+/// utterance is planned twice.
+pub struct Planned {
+    text: String,
+    plan: Plan,
+    took: Duration,
+}
+
+impl Planned {
+    /// The devices the words name and whether a model will be asked.
+    pub fn preview(&self, catalog: &Catalog) -> Preview {
+        match &self.plan {
+            Plan::NoCommand(_) => Preview { devices: Vec::new(), asks_model: false },
+            Plan::Ask(plan) => Preview {
+                devices: plan.order.iter().filter_map(|d| catalog.devices.get(*d)).map(|d| d.id.clone()).collect(),
+                asks_model: !plan.narrowed.is_empty(),
+            },
+        }
+    }
+}
+
 /// What the words settled and what is left for the model.
 struct Asked {
     settled: Vec<Command>,
@@ -690,7 +729,7 @@ mod tests {
     fn all_the_lights_is_every_light_the_words_settle() {
         let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
         let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
-        let Plan::Ask(asked) = interpreter.plan("turn off all the lights") else { panic!("no plan") };
+        let Plan::Ask(asked) = interpreter.plan_words("turn off all the lights") else { panic!("no plan") };
         let devices: Vec<&str> = asked.settled.iter().map(|c| c.device.as_str()).collect();
         assert_eq!(devices, ["kitchen_light", "bedroom_light", "porch_light"]);
         assert!(asked.settled.iter().all(|c| c.action == "turn_off"));
@@ -708,8 +747,8 @@ mod tests {
         // (or the thermostat, which "setting" once sounded like) would be a guess.
         let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
         let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
-        assert!(matches!(interpreter.plan("setting the volume to 30"), Plan::NoCommand("ambiguous")));
-        let Plan::Ask(asked) = interpreter.plan("skip to the next track") else { panic!("no plan") };
+        assert!(matches!(interpreter.plan_words("setting the volume to 30"), Plan::NoCommand("ambiguous")));
+        let Plan::Ask(asked) = interpreter.plan_words("skip to the next track") else { panic!("no plan") };
         assert_eq!(asked.settled[0].device, "kitchen_speaker");
     }
 
@@ -718,10 +757,12 @@ mod tests {
         let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
         let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
         // A number that fits a setting leaves only the settings it fits.
-        let Plan::Ask(asked) = interpreter.plan("at the kitchen light right us to 200") else { panic!("no plan") };
+        let Plan::Ask(asked) = interpreter.plan_words("at the kitchen light right us to 200") else {
+            panic!("no plan")
+        };
         assert_eq!(asked.narrowed[0].actions, ["set_brightness", "set_color_temp"]);
         // "off" leaves no action that starts something.
-        let Plan::Ask(asked) = interpreter.plan("turn off the music") else { panic!("no plan") };
+        let Plan::Ask(asked) = interpreter.plan_words("turn off the music") else { panic!("no plan") };
         assert!(!asked.narrowed[0].actions.contains(&"play".to_owned()), "{:?}", asked.narrowed[0].actions);
     }
 }

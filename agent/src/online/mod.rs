@@ -11,7 +11,7 @@
 //!   then the backup), and what every attempt did, for the audit record.
 //!
 //! Whatever an online model answers is validated against the catalog exactly
-//! like the local engine's answer ([`crate::intent::Interpreter::interpret_via`]).
+//! like the local engine's answer ([`crate::intent::Interpreter::interpret_planned_via`]).
 
 pub mod breaker;
 pub mod router;
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::catalog::Catalog;
 use crate::config::{ConfigError, OnlineConfig, OnlineEndpointConfig, Privacy, RetryConfig};
 use crate::intent::{ChatClient, ChatError, ChatParams};
-use crate::intent::{Interpretation, Interpreter, NluError};
+use crate::intent::{Interpretation, Interpreter, NluError, Planned};
 use crate::stt::{SttClient, SttError, SttResult};
 use breaker::Breaker;
 
@@ -376,11 +376,16 @@ impl Online {
 
     /// Interprets with the online model (the caller checked
     /// [`Online::intent_refusal`]); the answer is validated against the catalog.
-    pub async fn interpret(&self, interpreter: &Interpreter, text: &str, deadline: Instant) -> Served<Interpretation> {
+    pub async fn interpret(
+        &self,
+        interpreter: &Interpreter,
+        planned: &Planned,
+        deadline: Instant,
+    ) -> Served<Interpretation> {
         let Some(chain) = &self.intent else { return Served::unconfigured("intent") };
         chain
             .call(deadline, |client| async move {
-                interpreter.interpret_via(text, &client).await.map_err(|e| Failure::of_intent(&e))
+                interpreter.interpret_planned_via(planned, &client).await.map_err(|e| Failure::of_intent(&e))
             })
             .await
     }
