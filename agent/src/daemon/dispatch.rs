@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::metrics::Metrics;
+use super::report::Report;
 use super::Reports;
 use crate::audit::AuditLog;
 use crate::catalog::command::Command;
@@ -25,7 +26,7 @@ use crate::policy::rate_limit::RateLimits;
 /// Commands ready to go out, with what the report and audit need.
 pub struct Dispatch {
     /// The report line so far (utterance fields, stage latencies).
-    pub report: Map<String, Value>,
+    pub report: Report,
     /// Commands to publish.
     pub commands: Vec<Command>,
     /// The audit record these outcomes complete.
@@ -185,21 +186,21 @@ async fn dispatch_one(
         outcomes.push(outcome);
     }
     metrics.observe("mqtt", mqtt);
-    let latency = report.entry("latency_ms").or_insert_with(|| json!({}));
-    latency["mqtt"] = json!(millis(mqtt));
+    let latency = report.latency();
+    latency.mqtt = Some(millis(mqtt));
     if let Some(ack) = last_ack {
         let end_to_ack = ack.saturating_duration_since(heard_at);
-        latency["end_to_ack"] = json!(millis(end_to_ack));
+        latency.end_to_ack = Some(millis(end_to_ack));
         metrics.observe("end_to_ack", end_to_ack);
     }
-    latency["total"] = json!(millis(heard_at.elapsed()));
+    latency.total = Some(millis(heard_at.elapsed()));
     let mut done = Map::new();
     done.insert("ref".into(), json!(audit_ref));
-    done.insert("latency_ms".into(), latency.clone());
+    done.insert("latency_ms".into(), json!(latency));
     if let Err(e) = audit.append("utterance_done", done) {
         tracing::error!(error = %e, "cannot write the audit log");
     }
-    report.insert("commands".into(), Value::Array(outcomes));
+    report.commands = Some(Value::Array(outcomes));
     tracing::info!(mqtt_ms = millis(mqtt), "commands resolved");
-    let _ = reports.send(Value::Object(report)).await;
+    let _ = reports.send(Value::Object(report.to_map())).await;
 }

@@ -17,6 +17,7 @@
 mod dispatch;
 pub mod metrics;
 mod notify;
+mod report;
 mod worker;
 
 use std::future::Future;

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use super::dispatch::Dispatch;
 use super::metrics::Metrics;
+use super::report::{Report, StageError};
 use super::Reports;
 use crate::audio::source::{Heard, Input};
 use crate::audit::AuditLog;
@@ -328,32 +329,29 @@ impl Worker {
     async fn handle(&self, heard: Heard, state: &State) {
         let queue = heard.at.elapsed();
         self.metrics.observe("queue", queue);
-        let mut report = Map::new();
-        report.insert("utterance".into(), json!(heard.id));
-        let mut latency = json!({"queue": millis(queue)});
-        let mut route = Map::new();
+        let mut report = Report { utterance: heard.id, ..Report::default() };
+        report.latency().queue = Some(millis(queue));
         // `turn` is this utterance's hold on the local engines, once it needs them.
         let mut turn = None;
         let (transcript, samples) = match &heard.input {
             Input::Text { line, text } => {
-                report.insert("line".into(), json!(line));
-                report.insert("route".into(), json!({}));
+                report.line = Some(*line);
+                report.route = Some(Map::new());
                 (SttResult { text: text.clone(), latency: Duration::ZERO }, None)
             }
             Input::Speech(segment) => {
-                report.insert("start_ms".into(), json!(segment.start_ms));
-                report.insert("end_ms".into(), json!(segment.end_ms));
-                report.insert("cut".into(), json!(segment.cut));
-                latency["trailing_silence"] = json!(self.config.audio.end_silence_ms);
+                report.start_ms = Some(segment.start_ms);
+                report.end_ms = Some(segment.end_ms);
+                report.cut = Some(segment.cut);
+                report.latency().trailing_silence = Some(self.config.audio.end_silence_ms);
                 let (transcript, stt_leg) = self.transcribe(&heard, &segment.samples, state, &mut turn).await;
                 self.record_route("stt", &stt_leg);
-                route.insert("stt".into(), stt_leg.to_json());
-                report.insert("route".into(), Value::Object(route.clone()));
+                report.route.get_or_insert_with(Map::new).insert("stt".into(), stt_leg.to_json());
                 let transcript = match transcript {
                     Ok(t) => t,
-                    Err(error) => return self.not_handled(report, latency, "stt", &error, &heard).await,
+                    Err(error) => return self.not_handled(report, "stt", &error, &heard).await,
                 };
-                latency["stt"] = json!(millis(transcript.latency));
+                report.latency().stt = Some(millis(transcript.latency));
                 self.metrics.observe("stt", transcript.latency);
                 // Further, primed transcriptions run on the local engines only when the first reading was theirs.
                 let local_stt = stt_leg.route.place == Place::Local || stt_leg.fell_back.is_some();
@@ -362,21 +360,20 @@ impl Worker {
         };
         let max_chars = self.config.limits.max_request_chars;
         if transcript.text.chars().count() > max_chars {
-            report.insert("text".into(), json!(transcript.text.chars().take(max_chars).collect::<String>()));
+            report.text = Some(transcript.text.chars().take(max_chars).collect::<String>());
             let error = format!("the request is longer than limits.max_request_chars ({max_chars} characters)");
-            return self.not_handled(report, latency, "limits", &error, &heard).await;
+            return self.not_handled(report, "limits", &error, &heard).await;
         }
-        report.insert("text".into(), json!(transcript.text));
+        report.text = Some(transcript.text.clone());
 
         // A spoken answer to a pending confirmation.
         let pending = state.conversation().is_pending();
         if pending {
             if let Some(confirm) = confirmation_answer(&transcript.text) {
-                report.insert("latency_ms".into(), latency);
-                report.insert("answer".into(), json!(if confirm { "confirm" } else { "cancel" }));
+                report.answer = Some(if confirm { "confirm" } else { "cancel" });
                 self.audit_utterance(&report, true);
                 self.metrics.count("utterances", "confirmation_answer");
-                let _ = self.reports.send(Value::Object(report)).await;
+                self.send_report(&report).await;
                 let decision = if confirm { Decision::Confirmed } else { Decision::Cancelled };
                 return self.resolve_pending(state, None, decision, DecidedBy::Voice, heard.at).await;
             }
@@ -386,36 +383,33 @@ impl Worker {
         let request = match self.activated(&transcript.text, state) {
             Some(request) => request,
             None => {
-                report.insert("activated".into(), json!(false));
-                report.insert("latency_ms".into(), latency);
+                report.activated = Some(false);
                 self.audit_utterance(&report, false);
                 self.metrics.count("utterances", "not_activated");
-                let _ = self.reports.send(Value::Object(report)).await;
+                self.send_report(&report).await;
                 return;
             }
         };
-        report.insert("activated".into(), json!(true));
+        report.activated = Some(true);
         if request.is_empty() {
             // The wake phrase alone: the next utterance is the command.
             state.conversation().arm(tokio::time::Instant::now(), self.activation_window());
-            report.insert("commands".into(), json!([]));
-            report.insert("latency_ms".into(), latency);
+            report.commands = Some(json!([]));
             self.audit_utterance(&report, true);
             self.metrics.count("utterances", "wake_phrase");
-            let _ = self.reports.send(Value::Object(report)).await;
+            self.send_report(&report).await;
             return;
         }
 
         // Intent.
         let (interpretation, intent_leg) = self.interpret_routed(&heard, &request, state, &mut turn).await;
         self.record_route("intent", &intent_leg);
-        route.insert("intent".into(), intent_leg.to_json());
-        report.insert("route".into(), Value::Object(route));
+        report.route.get_or_insert_with(Map::new).insert("intent".into(), intent_leg.to_json());
         let mut interpretation = match interpretation {
             Ok(i) => i,
             Err(e) => {
                 let stage = if matches!(e, NluError::Engine(_)) { "intent" } else { "validation" };
-                return self.not_handled(report, latency, stage, &e.to_string(), &heard).await;
+                return self.not_handled(report, stage, &e.to_string(), &heard).await;
             }
         };
         self.metrics.observe("nlu", interpretation.latency);
@@ -443,41 +437,34 @@ impl Worker {
             if again.transcripts.len() > 1 {
                 self.metrics.observe("stt_retry", again.stt_latency);
                 self.metrics.count("stt_retries", if again.text == transcript.text { "unused" } else { "used" });
-                latency["stt"] = json!(millis(transcript.latency + again.stt_latency));
-                latency["stt_retry"] = json!(millis(again.stt_latency));
-                report.insert("transcripts".into(), json!(again.transcripts));
-                report.insert("text".into(), json!(again.text));
+                report.latency().stt = Some(millis(transcript.latency + again.stt_latency));
+                report.latency().stt_retry = Some(millis(again.stt_latency));
+                report.transcripts = Some(again.transcripts.clone());
+                report.text = Some(again.text.clone());
             }
             nlu_latency += again.nlu_latency;
             interpretation = again.interpretation;
         }
         drop(turn);
-        latency["nlu"] = json!(millis(nlu_latency));
+        report.latency().nlu = Some(millis(nlu_latency));
         let confirm: Vec<Command> = interpretation.needs_confirmation.clone();
         let immediate: Vec<Command> =
             interpretation.commands.iter().filter(|c| !confirm.contains(c)).cloned().collect();
-        report.insert("needs_confirmation".into(), json!(confirm));
-        if let Some(reason) = interpretation.no_command_reason {
-            report.insert("no_command_reason".into(), json!(reason));
-        }
-        report.insert("latency_ms".into(), latency);
-        let mut audited = report.clone();
-        audited.insert("commands".into(), json!(interpretation.commands));
+        report.needs_confirmation = Some(confirm.clone());
+        report.no_command_reason = interpretation.no_command_reason;
+        let audited = Report { commands: Some(json!(interpretation.commands)), ..report.clone() };
         let audit_ref = self.audit_utterance(&audited, true);
-        report.insert("audit_seq".into(), json!(audit_ref));
+        report.audit_seq = Some(audit_ref);
 
         if !confirm.is_empty() {
             let id = self.request_confirmation(state, confirm, audit_ref, &heard).await;
-            report.insert("confirmation".into(), json!(id));
+            report.confirmation = Some(id);
         }
         self.metrics.count("utterances", if interpretation.commands.is_empty() { "no_command" } else { "commands" });
         if immediate.is_empty() {
-            report.insert("commands".into(), json!([]));
-            let total = heard.at.elapsed();
-            if let Some(l) = report.get_mut("latency_ms") {
-                l["total"] = json!(millis(total));
-            }
-            let _ = self.reports.send(Value::Object(report)).await;
+            report.commands = Some(json!([]));
+            report.latency().total = Some(millis(heard.at.elapsed()));
+            self.send_report(&report).await;
             return;
         }
         let dispatch =
@@ -602,12 +589,14 @@ impl Worker {
         let site = &self.link.catalog().site;
         let event = events::confirmation_event(site, pending.id, decision, by, audit_ref);
         let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
-        let mut report = Map::new();
-        report.insert("confirmation".into(), json!(pending.id));
-        report.insert("utterance".into(), json!(pending.utterance));
-        report.insert("decision".into(), json!(decision));
-        report.insert("by".into(), json!(by));
-        if decision == "confirmed" {
+        let mut report = Report {
+            confirmation: Some(pending.id),
+            utterance: pending.utterance,
+            decision: Some(decision),
+            by: Some(by),
+            ..Report::default()
+        };
+        if decision == Decision::Confirmed.as_str() {
             let dispatch = Dispatch {
                 report,
                 commands: pending.commands,
@@ -617,15 +606,20 @@ impl Worker {
             };
             let _ = self.dispatch.send(dispatch).await;
         } else {
-            report.insert("commands".into(), json!([]));
-            let _ = self.reports.send(Value::Object(report)).await;
+            report.commands = Some(json!([]));
+            self.send_report(&report).await;
         }
+    }
+
+    /// Prints the report line.
+    async fn send_report(&self, report: &Report) {
+        let _ = self.reports.send(Value::Object(report.to_map())).await;
     }
 
     /// Appends the utterance record (before anything is published). Utterances
     /// not meant for hearken are recorded without their words.
-    fn audit_utterance(&self, report: &Map<String, Value>, activated: bool) -> Option<u64> {
-        let mut body = report.clone();
+    fn audit_utterance(&self, report: &Report, activated: bool) -> Option<u64> {
+        let mut body = report.to_map();
         if !activated {
             body.remove("text");
         }
@@ -639,27 +633,18 @@ impl Worker {
     }
 
     /// An utterance that could not be handled: reported and audited, never silently lost.
-    async fn not_handled(
-        &self,
-        mut report: Map<String, Value>,
-        latency: Value,
-        stage: &str,
-        error: &str,
-        heard: &Heard,
-    ) {
+    async fn not_handled(&self, mut report: Report, stage: &'static str, error: &str, heard: &Heard) {
         tracing::warn!(stage, error, "utterance not handled");
-        let mut latency = latency;
-        latency["total"] = json!(millis(heard.at.elapsed()));
-        report.insert("latency_ms".into(), latency);
-        report.insert("error".into(), json!({"stage": stage, "message": error}));
-        report.insert("commands".into(), json!([]));
+        report.latency().total = Some(millis(heard.at.elapsed()));
+        report.error = Some(StageError { stage, message: error.to_owned() });
+        report.commands = Some(json!([]));
         let seq = self.audit_utterance(&report, true);
-        report.insert("audit_seq".into(), json!(seq));
+        report.audit_seq = Some(seq);
         self.metrics.count("utterances", "not_handled");
         let site = &self.link.catalog().site;
         let event = events::not_handled_event(site, heard.id, stage, error, seq);
         let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
-        let _ = self.reports.send(Value::Object(report)).await;
+        self.send_report(&report).await;
     }
 }
 

@@ -1,0 +1,141 @@
+//! The typed report of one utterance (or of one confirmation decision): the
+//! JSON line `hearken run` prints and the body of the utterance's audit
+//! record, one type for both so they cannot drift. Absent fields are left
+//! out, as the contract has them.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::catalog::Command;
+
+/// One report line.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Report {
+    /// The confirmation this line decides, or the one this utterance asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<u64>,
+    /// The utterance's id (for a decision: the utterance that asked).
+    pub utterance: u64,
+    /// The line of the text source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Where the speech started in the input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
+    /// Where it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<u64>,
+    /// Whether the VAD cut it at the length cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<bool>,
+    /// Where each stage ran and why (`stt`, `intent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<Map<String, Value>>,
+    /// The transcript (the request, for the text source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Every reading when the utterance was heard again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcripts: Option<Vec<String>>,
+    /// Whether the utterance was meant for hearken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activated: Option<bool>,
+    /// A spoken answer to a pending confirmation: `confirm` or `cancel`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<&'static str>,
+    /// A confirmation's decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+    /// Who decided it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<&'static str>,
+    /// Commands held for a confirmation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_confirmation: Option<Vec<Command>>,
+    /// Why there is no command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_command_reason: Option<&'static str>,
+    /// The commands: as interpreted (audit record) or with their outcomes (report line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands: Option<Value>,
+    /// Stage latencies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<Latency>,
+    /// The utterance's audit record (`null` when it could not be written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_seq: Option<Option<u64>>,
+    /// The stage that failed, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StageError>,
+}
+
+/// Stage latencies in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Latency {
+    /// Waiting for the worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<f64>,
+    /// The trailing silence that ended the utterance (configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trailing_silence: Option<u32>,
+    /// Speech to text, further readings included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stt: Option<f64>,
+    /// The further readings alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stt_retry: Option<f64>,
+    /// Intent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nlu: Option<f64>,
+    /// Publish to the last outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<f64>,
+    /// End of speech to the last acknowledgement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_to_ack: Option<f64>,
+    /// End of speech to the report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+}
+
+/// A stage that failed for this utterance.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StageError {
+    /// `stt`, `limits`, `intent` or `validation`.
+    pub stage: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Report {
+    /// The report as a JSON object (the report line, or an audit record's body).
+    pub fn to_map(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+
+    /// The latencies, created on first use.
+    pub fn latency(&mut self) -> &mut Latency {
+        self.latency_ms.get_or_insert_with(Latency::default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn absent_fields_are_left_out_and_a_missing_audit_seq_is_null() {
+        let mut report = Report { utterance: 3, text: Some("turn on the lamp".into()), ..Report::default() };
+        report.latency().queue = Some(1.5);
+        report.audit_seq = Some(None);
+        let line = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({"utterance": 3, "text": "turn on the lamp", "latency_ms": {"queue": 1.5}, "audit_seq": null})
+        );
+    }
+}
