@@ -15,6 +15,7 @@ use hearken::catalog::Catalog;
 use hearken::config::{OnlineConfig, OnlineEndpointConfig, Privacy, RetryConfig};
 use hearken::intent::ChatClient;
 use hearken::intent::{Interpreter, InterpreterConfig};
+use hearken::online::router::Reason;
 use hearken::online::{Online, OnlineError};
 use hearken_testkit::testbed::free_port;
 use hearken_tests::rig::*;
@@ -431,7 +432,7 @@ fn per_device_never_keeps_the_intent_stage_local() {
     };
     config.devices.insert("front_door_lock".to_owned(), Privacy::Never);
     let online = Online::from_config(&config, &catalog).unwrap();
-    assert_eq!(online.intent_refusal(&["front_door_lock".to_owned()]), Some("device_local_only"));
+    assert_eq!(online.intent_refusal(&["front_door_lock".to_owned()]), Some(Reason::DeviceLocalOnly));
     assert_eq!(online.intent_refusal(&["kitchen_light".to_owned()]), None);
     assert_eq!(online.stt_refusal(), None);
     config.devices.insert("no_such_device".to_owned(), Privacy::Never);

@@ -65,6 +65,9 @@ pub enum DaemonError {
         /// Why.
         reason: String,
     },
+    /// The intent engine came up but could not be used (client, prompt warm-up).
+    #[error("intent engine: {0}")]
+    IntentEngine(#[source] crate::intent::NluError),
     /// The audio input failed.
     #[error(transparent)]
     Source(#[from] crate::audio::SourceError),
@@ -73,7 +76,7 @@ pub enum DaemonError {
     Vad(#[from] crate::audio::vad::VadError),
     /// The online fallback's settings are unusable (an API key file, a device id).
     #[error("online: {0}")]
-    Online(String),
+    Online(#[from] crate::online::OnlineError),
     /// The metrics endpoint cannot listen.
     #[error("metrics endpoint {address}: {source}")]
     Metrics {
@@ -138,7 +141,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     })?;
     let intent_client = |timeout: Duration| {
         ChatClient::new(&intent_endpoint.url, intent_endpoint.token.clone(), "local", timeout)
-            .map_err(|e| DaemonError::Engine { engine: "intent", reason: e.to_string() })
+            .map_err(|e| DaemonError::IntentEngine(e.into()))
     };
     // The first request prefills the catalog prompt into the engine's cache:
     // part of starting up (slow on a loaded box), so it gets the startup
@@ -149,7 +152,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         intent_client(startup_timeout)?,
         InterpreterConfig { max_commands: config.limits.max_commands, ..InterpreterConfig::default() },
     ));
-    interpreter.warm_up().await.map_err(|e| DaemonError::Engine { engine: "intent", reason: e.to_string() })?;
+    interpreter.warm_up().await.map_err(DaemonError::IntentEngine)?;
     interpreter.set_client(intent_client(config.intent.timeout())?);
     let broker_connected = link.wait_connected(Duration::from_millis(config.broker.connect_timeout_ms)).await.is_ok();
     if !broker_connected {
@@ -162,7 +165,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     audit.append("daemon_start", start)?;
 
     let online = if config.online.configured() {
-        let online = Online::from_config(&config.online, &catalog).map_err(|e| DaemonError::Online(e.to_string()))?;
+        let online = Online::from_config(&config.online, &catalog)?;
         Some(Arc::new(online))
     } else {
         None

@@ -33,7 +33,7 @@ use crate::local::{LocalLane, Turn};
 use crate::millis;
 use crate::mqtt::control::Control;
 use crate::mqtt::events;
-use crate::online::router::{decide, Place, Route, Signals, Thresholds};
+use crate::online::router::{decide, Place, Reason, Route, Signals, Thresholds};
 use crate::online::{Attempt, Online};
 use crate::policy::activation::{confirmation_answer, strip_wake_phrase};
 use crate::policy::conversation::{Conversation, DecidedBy, Decision, Pending};
@@ -241,7 +241,7 @@ impl Worker {
 
     fn record_route(&self, stage: &str, leg: &Leg) {
         let place = if leg.route.place == Place::Online { "online" } else { "local" };
-        self.metrics.count_with("routes", &[("stage", stage), ("where", place), ("reason", leg.route.reason)]);
+        self.metrics.count_with("routes", &[("stage", stage), ("where", place), ("reason", leg.route.reason.as_str())]);
         for attempt in &leg.attempts {
             let outcome = attempt.outcome.as_str();
             self.metrics.count_with(
@@ -262,7 +262,7 @@ impl Worker {
     ) -> (Result<SttResult, String>, Leg) {
         let thresholds = Thresholds::of(&self.config.online);
         let route = match &self.online {
-            None => Route { place: Place::Local, reason: "online_off" },
+            None => Route::local(Reason::OnlineOff),
             Some(online) => {
                 let remaining = self.lane.stt_service() + self.lane.intent_service();
                 decide(&thresholds, &self.signals(heard, &self.stt, remaining, false), online.stt_refusal())
@@ -300,9 +300,9 @@ impl Worker {
         let planned = self.interpreter.plan(request);
         let preview = planned.preview(self.interpreter.catalog());
         let route = match &self.online {
-            None => Route { place: Place::Local, reason: "online_off" },
+            None => Route::local(Reason::OnlineOff),
             // Settled by the words alone: no engine is asked, so nothing waits for one.
-            Some(_) if !preview.asks_model => Route { place: Place::Local, reason: "words_only" },
+            Some(_) if !preview.asks_model => Route::local(Reason::WordsOnly),
             Some(online) => {
                 let refusal = online.intent_refusal(&preview.devices);
                 let signals = self.signals(heard, &self.intent, self.lane.intent_service(), turn.is_some());

@@ -37,8 +37,8 @@ pub enum ChatError {
         reason: String,
     },
     /// The engine process could not be started.
-    #[error("{0}")]
-    Spawn(String),
+    #[error(transparent)]
+    Spawn(#[from] crate::local::EngineProcessError),
 }
 
 /// One chat message.

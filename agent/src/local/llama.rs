@@ -17,9 +17,7 @@ impl LlamaProcess {
     /// fresh token, and waits until the model is loaded.
     pub async fn start(model: &Path, threads: usize) -> Result<LlamaProcess, ChatError> {
         let args = vec!["--model".to_owned(), model.display().to_string(), "--threads".to_owned(), threads.to_string()];
-        let engine = EngineProcess::start("hearken-llama", &args, Duration::from_secs(120))
-            .await
-            .map_err(|e| ChatError::Spawn(e.to_string()))?;
+        let engine = EngineProcess::start("hearken-llama", &args, Duration::from_secs(120)).await?;
         Ok(LlamaProcess { engine })
     }
 

@@ -17,9 +17,7 @@ impl WhisperProcess {
     /// token and waits until it is healthy (model loaded).
     pub async fn start(model: &Path, threads: usize) -> Result<WhisperProcess, SttError> {
         let args = vec!["--model".to_owned(), model.display().to_string(), "--threads".to_owned(), threads.to_string()];
-        let engine = EngineProcess::start("hearken-whisper", &args, Duration::from_secs(60))
-            .await
-            .map_err(|e| SttError::Spawn(e.to_string()))?;
+        let engine = EngineProcess::start("hearken-whisper", &args, Duration::from_secs(60)).await?;
         Ok(WhisperProcess { engine })
     }
 

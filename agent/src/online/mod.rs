@@ -29,6 +29,7 @@ use crate::intent::{ChatClient, ChatError, ChatParams};
 use crate::intent::{Interpretation, Interpreter, NluError, Planned};
 use crate::stt::{SttClient, SttError, SttResult};
 use breaker::Breaker;
+use router::Reason;
 
 /// Errors of the online stage.
 #[derive(Debug, thiserror::Error)]
@@ -340,26 +341,26 @@ impl Online {
     }
 
     /// Why audio may not go online, or `None` when it may.
-    pub fn stt_refusal(&self) -> Option<&'static str> {
+    pub fn stt_refusal(&self) -> Option<Reason> {
         match (&self.stt, self.privacy) {
-            (None, _) => Some("online_off"),
-            (_, Privacy::Never | Privacy::Text) => Some("privacy"),
-            (Some(chain), Privacy::Any) if !chain.available() => Some("online_unavailable"),
+            (None, _) => Some(Reason::OnlineOff),
+            (_, Privacy::Never | Privacy::Text) => Some(Reason::Privacy),
+            (Some(chain), Privacy::Any) if !chain.available() => Some(Reason::OnlineUnavailable),
             _ => None,
         }
     }
 
     /// Why a transcript naming `devices` may not go online, or `None` when it may.
-    pub fn intent_refusal(&self, devices: &[String]) -> Option<&'static str> {
-        let Some(chain) = &self.intent else { return Some("online_off") };
+    pub fn intent_refusal(&self, devices: &[String]) -> Option<Reason> {
+        let Some(chain) = &self.intent else { return Some(Reason::OnlineOff) };
         if self.privacy == Privacy::Never {
-            return Some("privacy");
+            return Some(Reason::Privacy);
         }
         if devices.iter().any(|d| self.devices.get(d).is_some_and(|p| *p == Privacy::Never)) {
-            return Some("device_local_only");
+            return Some(Reason::DeviceLocalOnly);
         }
         if !chain.available() {
-            return Some("online_unavailable");
+            return Some(Reason::OnlineUnavailable);
         }
         None
     }

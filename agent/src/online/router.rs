@@ -26,24 +26,71 @@ pub enum Place {
     Online,
 }
 
+/// Why a stage runs where it runs: the reason codes of the audit record and
+/// the metrics, serialized as they always were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Local: the lane finishes within the budget.
+    WithinBudget,
+    /// Local: no online endpoint for this stage.
+    OnlineOff,
+    /// Local: the privacy policy keeps this stage on the box.
+    Privacy,
+    /// Local: a device the words name is `never` in `online.devices`.
+    DeviceLocalOnly,
+    /// Local: every online endpoint's breaker is open.
+    OnlineUnavailable,
+    /// Local: the words settle it; no model is asked.
+    WordsOnly,
+    /// Online: the local engine is down or restarting.
+    LocalDown,
+    /// Online: the lane cannot finish within the budget.
+    OverBudget,
+    /// Online: CPU at or past its threshold.
+    CpuPressure,
+    /// Online: memory at or past its threshold.
+    MemoryPressure,
+    /// Online: GPU memory at or past its threshold.
+    GpuMemoryPressure,
+}
+
+impl Reason {
+    /// The reason's name in audit records and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::WithinBudget => "within_budget",
+            Reason::OnlineOff => "online_off",
+            Reason::Privacy => "privacy",
+            Reason::DeviceLocalOnly => "device_local_only",
+            Reason::OnlineUnavailable => "online_unavailable",
+            Reason::WordsOnly => "words_only",
+            Reason::LocalDown => "local_down",
+            Reason::OverBudget => "over_budget",
+            Reason::CpuPressure => "cpu_pressure",
+            Reason::MemoryPressure => "memory_pressure",
+            Reason::GpuMemoryPressure => "gpu_memory_pressure",
+        }
+    }
+}
+
 /// One routing decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Route {
     /// Where.
     #[serde(rename = "where")]
     pub place: Place,
-    /// Why: `within_budget`, `online_off`, `privacy`, `device_local_only`,
-    /// `online_unavailable`, `words_only` (no model needed; local); `local_down`, `over_budget`,
-    /// `cpu_pressure`, `memory_pressure`, `gpu_memory_pressure` (online).
-    pub reason: &'static str,
+    /// Why.
+    pub reason: Reason,
 }
 
 impl Route {
-    const fn local(reason: &'static str) -> Route {
+    /// Local, for `reason`.
+    pub const fn local(reason: Reason) -> Route {
         Route { place: Place::Local, reason }
     }
 
-    const fn online(reason: &'static str) -> Route {
+    const fn online(reason: Reason) -> Route {
         Route { place: Place::Online, reason }
     }
 }
@@ -92,28 +139,28 @@ impl Thresholds {
 /// endpoint, privacy, a local-only device, every breaker open), if it may not:
 /// then it stays local whatever the load, and waits for the lane or a
 /// restarting engine.
-pub fn decide(thresholds: &Thresholds, signals: &Signals, refusal: Option<&'static str>) -> Route {
+pub fn decide(thresholds: &Thresholds, signals: &Signals, refusal: Option<Reason>) -> Route {
     if let Some(reason) = refusal {
         return Route::local(reason);
     }
     if !signals.local_up {
-        return Route::online("local_down");
+        return Route::online(Reason::LocalDown);
     }
     let over = |reading: Option<f64>, limit: f64| reading.is_some_and(|r| r >= limit);
     if over(signals.pressure.memory_used, thresholds.memory_used) {
-        return Route::online("memory_pressure");
+        return Route::online(Reason::MemoryPressure);
     }
     if over(signals.pressure.gpu_memory_used, thresholds.gpu_memory_used) {
-        return Route::online("gpu_memory_pressure");
+        return Route::online(Reason::GpuMemoryPressure);
     }
     if over(signals.pressure.cpu_load, thresholds.cpu_load) {
-        return Route::online("cpu_pressure");
+        return Route::online(Reason::CpuPressure);
     }
     let finish = signals.elapsed + signals.local_wait + signals.local_service;
     if finish > thresholds.budget {
-        return Route::online("over_budget");
+        return Route::online(Reason::OverBudget);
     }
-    Route::local("within_budget")
+    Route::local(Reason::WithinBudget)
 }
 
 #[cfg(test)]
@@ -137,34 +184,41 @@ mod tests {
 
     #[test]
     fn an_idle_box_keeps_work_local() {
-        assert_eq!(decide(&thresholds(), &idle(), None), Route::local("within_budget"));
+        assert_eq!(decide(&thresholds(), &idle(), None), Route::local(Reason::WithinBudget));
     }
 
     #[test]
     fn work_the_lane_cannot_finish_within_the_budget_goes_online() {
         let one_ahead = Signals { local_wait: Duration::from_millis(200), ..idle() };
-        assert_eq!(decide(&thresholds(), &one_ahead, None), Route::online("over_budget"));
+        assert_eq!(decide(&thresholds(), &one_ahead, None), Route::online(Reason::OverBudget));
         let late = Signals { elapsed: Duration::from_millis(250), ..idle() };
-        assert_eq!(decide(&thresholds(), &late, None), Route::online("over_budget"));
+        assert_eq!(decide(&thresholds(), &late, None), Route::online(Reason::OverBudget));
     }
 
     #[test]
     fn a_down_engine_and_host_pressure_send_work_online() {
-        assert_eq!(decide(&thresholds(), &Signals { local_up: false, ..idle() }, None), Route::online("local_down"));
+        assert_eq!(
+            decide(&thresholds(), &Signals { local_up: false, ..idle() }, None),
+            Route::online(Reason::LocalDown)
+        );
         let cpu = Signals { pressure: Pressure { cpu_load: Some(0.85), ..idle().pressure }, ..idle() };
-        assert_eq!(decide(&thresholds(), &cpu, None), Route::online("cpu_pressure"));
+        assert_eq!(decide(&thresholds(), &cpu, None), Route::online(Reason::CpuPressure));
         let memory = Signals { pressure: Pressure { memory_used: Some(0.95), ..idle().pressure }, ..idle() };
-        assert_eq!(decide(&thresholds(), &memory, None), Route::online("memory_pressure"));
+        assert_eq!(decide(&thresholds(), &memory, None), Route::online(Reason::MemoryPressure));
         let gpu = Signals { pressure: Pressure { gpu_memory_used: Some(0.91), ..idle().pressure }, ..idle() };
-        assert_eq!(decide(&thresholds(), &gpu, None), Route::online("gpu_memory_pressure"));
+        assert_eq!(decide(&thresholds(), &gpu, None), Route::online(Reason::GpuMemoryPressure));
         let unread = Signals { pressure: Pressure::default(), ..idle() };
-        assert_eq!(decide(&thresholds(), &unread, None), Route::local("within_budget"), "no reading is no pressure");
+        assert_eq!(
+            decide(&thresholds(), &unread, None),
+            Route::local(Reason::WithinBudget),
+            "no reading is no pressure"
+        );
     }
 
     #[test]
     fn a_refusal_keeps_work_local_even_when_the_engine_is_down() {
         let down = Signals { local_up: false, local_wait: Duration::from_secs(1), ..idle() };
-        assert_eq!(decide(&thresholds(), &down, Some("privacy")), Route::local("privacy"));
-        assert_eq!(decide(&thresholds(), &down, Some("device_local_only")), Route::local("device_local_only"));
+        assert_eq!(decide(&thresholds(), &down, Some(Reason::Privacy)), Route::local(Reason::Privacy));
+        assert_eq!(decide(&thresholds(), &down, Some(Reason::DeviceLocalOnly)), Route::local(Reason::DeviceLocalOnly));
     }
 }

@@ -47,8 +47,8 @@ pub enum SttError {
         url: String,
     },
     /// The engine process could not be started.
-    #[error("{0}")]
-    Spawn(String),
+    #[error(transparent)]
+    Spawn(#[from] crate::local::EngineProcessError),
 }
 
 /// The speech engine's initial prompt for a catalog: device names and
