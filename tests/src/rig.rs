@@ -89,6 +89,11 @@ impl Daemon {
     pub fn start(config: &Path, stdin: bool) -> Daemon {
         whisper_model();
         intent_model();
+        Daemon::start_without_models(config, stdin)
+    }
+
+    /// A daemon whose engines are servers the config names (fake engines): no model is fetched.
+    pub fn start_without_models(config: &Path, stdin: bool) -> Daemon {
         let mut child = Command::new(hearken_bin())
             .args(["run", "--config", config.to_str().unwrap()])
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })

@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - [`testbed`]: a private Mosquitto on a free loopback port.
+//! - [`fake_engines`]: scripted stand-ins for the engines' HTTP API (daemon logic tests without models).
 //! - [`simulator`]: simulated devices for every protocol, with latency and faults.
 //! - [`bench`]: `hearken bench mqtt | stt | vad`.
 //! - [`eval`]: intent accuracy on the dev sets (`hearken bench nlu`).
@@ -18,6 +19,7 @@ pub mod bench;
 pub mod burst;
 pub mod demo;
 pub mod eval;
+pub mod fake_engines;
 pub mod simulator;
 pub mod soak;
 pub mod testbed;
