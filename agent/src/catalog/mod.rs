@@ -14,9 +14,11 @@ mod check;
 pub mod command;
 pub mod protocol;
 pub mod topics;
+mod vocabulary;
 
 pub use command::{Command, CommandError};
 use protocol::Protocol;
+pub use vocabulary::{Area, Floor, Kind};
 
 /// Acknowledgement budget used when neither device, protocol nor catalog sets one.
 pub const DEFAULT_BUDGET_MS: u64 = 200;
@@ -34,7 +36,29 @@ struct CatalogFile {
     #[serde(default)]
     protocol_budget_ms: BTreeMap<String, u64>,
     #[serde(default)]
+    floors: Vec<FloorFile>,
+    #[serde(default)]
+    areas: Vec<AreaFile>,
+    #[serde(default)]
     devices: Vec<DeviceFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FloorFile {
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AreaFile {
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    floor: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +70,8 @@ struct DeviceFile {
     aliases: Vec<String>,
     #[serde(default)]
     area: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
     #[serde(default)]
     actions: Vec<String>,
     #[serde(default)]
@@ -97,6 +123,10 @@ pub struct Catalog {
     pub site: String,
     /// Devices in file order.
     pub devices: Vec<Device>,
+    /// Floors, in file order.
+    pub floors: Vec<Floor>,
+    /// Areas: those declared in `[[areas]]`, then those named only on devices.
+    pub areas: Vec<Area>,
     index: HashMap<String, usize>,
 }
 
@@ -111,6 +141,8 @@ pub struct Device {
     pub aliases: Vec<String>,
     /// Where it is, if the catalog says.
     pub area: Option<String>,
+    /// What kind of thing it is: the catalog's `kind`, else guessed from its name.
+    pub kind: Option<Kind>,
     /// Allowed actions, in catalog order.
     pub actions: Vec<String>,
     /// Actions that need confirmation before they are sent.
@@ -256,6 +288,48 @@ impl Catalog {
             push(None, "devices", "the catalog has no devices; add at least one [[devices]] table".to_owned());
         }
 
+        let mut floors: Vec<Floor> = Vec::new();
+        let mut place_names: HashMap<String, String> = HashMap::new();
+        for (i, raw) in file.floors.iter().enumerate() {
+            let field = format!("floors[{i}]");
+            if raw.name.trim().is_empty() {
+                push(None, &format!("{field}.name"), "must not be empty".to_owned());
+            }
+            for spoken_name in std::iter::once(&raw.name).chain(&raw.aliases) {
+                let key = spoken_name.trim().to_lowercase();
+                if let Some(owner) = place_names.insert(key, raw.name.clone()) {
+                    push(None, &format!("{field}.aliases"), format!("'{spoken_name}' already names '{owner}'"));
+                }
+            }
+            floors.push(Floor { name: raw.name.clone(), aliases: raw.aliases.clone() });
+        }
+        let mut areas: Vec<Area> = Vec::new();
+        for (i, raw) in file.areas.iter().enumerate() {
+            let field = format!("areas[{i}]");
+            if raw.name.trim().is_empty() {
+                push(None, &format!("{field}.name"), "must not be empty".to_owned());
+            }
+            if let Some(floor) = &raw.floor {
+                if !floors.iter().any(|f| &f.name == floor) {
+                    push(None, &format!("{field}.floor"), format!("'{floor}' is not one of the [[floors]]"));
+                }
+            }
+            for spoken_name in std::iter::once(&raw.name).chain(&raw.aliases) {
+                let key = spoken_name.trim().to_lowercase();
+                if let Some(owner) = place_names.insert(key, raw.name.clone()) {
+                    push(None, &format!("{field}.aliases"), format!("'{spoken_name}' already names '{owner}'"));
+                }
+            }
+            areas.push(Area { name: raw.name.clone(), aliases: raw.aliases.clone(), floor: raw.floor.clone() });
+        }
+        for raw in &file.devices {
+            if let Some(area) = &raw.area {
+                if !areas.iter().any(|a| &a.name == area) {
+                    areas.push(Area { name: area.clone(), aliases: Vec::new(), floor: None });
+                }
+            }
+        }
+
         let mut devices = Vec::with_capacity(file.devices.len());
         let mut index = HashMap::new();
         let mut spoken: HashMap<String, String> = HashMap::new();
@@ -289,6 +363,14 @@ impl Catalog {
                 }
             }
 
+            let kind = match raw.kind.as_deref() {
+                None => Kind::infer(&raw.name, &raw.actions),
+                Some(name) => Kind::from_name(name).or_else(|| {
+                    let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                    push(dev, "kind", format!("unknown kind '{name}' (known: {})", known.join(", ")));
+                    None
+                }),
+            };
             let protocol = match raw.protocol.as_deref() {
                 None => Protocol::Hearken,
                 Some(name) => Protocol::from_name(name).unwrap_or_else(|| {
@@ -369,6 +451,7 @@ impl Catalog {
                 name: raw.name,
                 aliases: raw.aliases,
                 area: raw.area,
+                kind,
                 actions: raw.actions,
                 confirm: raw.confirm,
                 protocol,
@@ -382,12 +465,17 @@ impl Catalog {
         if !problems.is_empty() {
             return Err(CatalogError::Invalid { file: path.to_owned(), problems });
         }
-        Ok(Catalog { source: path.to_owned(), site: file.site, devices, index })
+        Ok(Catalog { source: path.to_owned(), site: file.site, devices, floors, areas, index })
     }
 
     /// Looks a device up by id.
     pub fn device(&self, id: &str) -> Option<&Device> {
         self.index.get(id).and_then(|&i| self.devices.get(i))
+    }
+
+    /// The floor an area is on, if the catalog says.
+    pub fn floor_of(&self, area: &str) -> Option<&str> {
+        self.areas.iter().find(|a| a.name == area).and_then(|a| a.floor.as_deref())
     }
 
     /// The topic outcomes and other events are published on.

@@ -55,6 +55,9 @@ pub(crate) struct Report {
     /// Why there is no command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_command_reason: Option<&'static str>,
+    /// The reason in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
     /// The commands: as interpreted (audit record) or with their outcomes (report line).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commands: Option<Value>,

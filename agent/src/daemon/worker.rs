@@ -27,7 +27,7 @@ use crate::audit::AuditLog;
 use crate::catalog::command::Command;
 use crate::config::{ActivationMode, Config};
 use crate::intent::ChatClient;
-use crate::intent::{Interpretation, Interpreter, NluError, Planned};
+use crate::intent::{Interpretation, Interpreter, NluError, NoCommandReason, Planned};
 use crate::local::supervisor::{Endpoint, Supervisor};
 use crate::local::{LocalLane, Turn};
 use crate::millis;
@@ -451,7 +451,8 @@ impl Worker {
         let immediate: Vec<Command> =
             interpretation.commands.iter().filter(|c| !confirm.contains(c)).cloned().collect();
         report.needs_confirmation = Some(confirm.clone());
-        report.no_command_reason = interpretation.no_command_reason;
+        report.no_command_reason = interpretation.no_command_reason.map(NoCommandReason::as_str);
+        report.explanation = interpretation.explanation.clone();
         let audited = Report { commands: Some(json!(interpretation.commands)), ..report.clone() };
         let audit_ref = self.audit_utterance(&audited, true);
         report.audit_seq = Some(audit_ref);

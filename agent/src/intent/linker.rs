@@ -14,6 +14,8 @@ pub enum Target {
     Device(usize),
     /// An area, by name.
     Area(String),
+    /// A floor, by name.
+    Floor(String),
     /// Every device whose name ends in this word ("all the lights"), singular.
     Group(String),
 }
@@ -106,8 +108,17 @@ impl Linker {
                 add(Target::Device(index), alias);
             }
             add(Target::Device(index), &device.id.replace('_', " "));
-            if let Some(area) = &device.area {
-                add(Target::Area(area.clone()), area);
+        }
+        for area in &catalog.areas {
+            add(Target::Area(area.name.clone()), &area.name);
+            for alias in &area.aliases {
+                add(Target::Area(area.name.clone()), alias);
+            }
+        }
+        for floor in &catalog.floors {
+            add(Target::Floor(floor.name.clone()), &floor.name);
+            for alias in &floor.aliases {
+                add(Target::Floor(floor.name.clone()), alias);
             }
         }
         // "the press" for "press one" when no other device is a press.
@@ -154,13 +165,14 @@ impl Linker {
         // Best first, a match that explains more words a little ahead ("kitchen lite" over the
         // area "kitchen"); on a tie devices before areas.
         let rank = |m: &Mention| {
-            let area_penalty = if matches!(m.target, Target::Area(_)) { 0.2 } else { 0.0 };
+            let area_penalty = if matches!(m.target, Target::Area(_) | Target::Floor(_)) { 0.2 } else { 0.0 };
             m.score + 0.06 * (m.end - m.start - 1) as f64 - area_penalty
         };
         candidates.sort_by(|a, b| {
-            rank(b)
-                .total_cmp(&rank(a))
-                .then(matches!(a.target, Target::Area(_)).cmp(&matches!(b.target, Target::Area(_))))
+            rank(b).total_cmp(&rank(a)).then(
+                matches!(a.target, Target::Area(_) | Target::Floor(_))
+                    .cmp(&matches!(b.target, Target::Area(_) | Target::Floor(_))),
+            )
         });
         let mut chosen: Vec<Mention> = Vec::new();
         for candidate in candidates {
@@ -341,7 +353,7 @@ mod tests {
             .into_iter()
             .filter_map(|m| match m.target {
                 Target::Device(i) => Some(catalog.devices[i].id.clone()),
-                Target::Area(_) | Target::Group(_) => None,
+                Target::Area(_) | Target::Floor(_) | Target::Group(_) => None,
             })
             .collect()
     }

@@ -17,6 +17,7 @@
 //!    reply that fails is refused as a whole with the reason.
 
 mod client;
+mod grammar;
 pub(crate) mod linker;
 pub(crate) mod normalize;
 mod prompt;
@@ -24,6 +25,7 @@ pub(crate) mod resolve;
 mod schema;
 
 pub use client::{ChatClient, ChatError, ChatParams, ChatReply, Message};
+pub use grammar::{NoCommandReason, Refusal};
 pub use schema::{command_schema, utterance_schema};
 
 use std::time::{Duration, Instant};
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::catalog::{Catalog, Device};
+use crate::catalog::{Catalog, Device, Kind};
 use crate::catalog::{Command, CommandError};
 use crate::config::MAX_COMMANDS_CEILING;
 use linker::{Linker, Target};
@@ -58,7 +60,8 @@ pub enum NluError {
         /// The reply as received.
         reply: String,
     },
-    /// The utterance yields more commands than `limits.max_commands` allows: refused whole.
+    /// The utterance makes more requests than `limits.max_commands` allows
+    /// (a named device is one request, a group such as "all the lights" one): refused whole.
     #[error("{count} commands in one utterance; limits.max_commands is {max}")]
     TooManyCommands {
         /// Commands the utterance yielded.
@@ -85,9 +88,12 @@ pub struct Interpretation {
     pub commands: Vec<Command>,
     /// The commands that wait for confirmation (a subset of `commands`).
     pub needs_confirmation: Vec<Command>,
-    /// Why there is no command, when there is none: `empty`, `question`, `no_device`, `ambiguous`, `no_action`, `model`.
+    /// Why there is no command, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub no_command_reason: Option<&'static str>,
+    pub no_command_reason: Option<NoCommandReason>,
+    /// The reason in words ("there is no lock in the kitchen").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
     /// Transcript in → commands out.
     #[serde(skip)]
     pub latency: Duration,
@@ -107,12 +113,6 @@ pub struct Preview {
     /// Whether the words leave something for the model.
     pub asks_model: bool,
 }
-
-/// Words that make an utterance a question when they come first.
-const QUESTION_WORDS: &[&str] = &[
-    "is", "are", "was", "were", "what", "whats", "who", "whos", "when", "where", "why", "how", "which", "does", "did",
-    "do", "has", "have", "should", "shall",
-];
 
 /// Words that ask for a change. An utterance that names a device but none of
 /// these, none of the device's own action words and no value ("the printer
@@ -185,13 +185,18 @@ pub struct InterpreterConfig {
     /// Let plain words settle actions ("off" → turn_off) and ask the model only
     /// for the rest (on in production; off to measure the model alone).
     pub settle_by_words: bool,
-    /// Most commands one utterance may yield (`limits.max_commands`); more refuse the utterance.
+    /// Most requests one utterance may make (`limits.max_commands`): each named
+    /// device is one, a group ("all the lights", "everything downstairs") is one
+    /// however many devices it has; more refuse the utterance.
     pub max_commands: usize,
+    /// The speaker's room (`--area`, `[audio] area`): where "the light" is
+    /// when the words name no place.
+    pub area: Option<String>,
 }
 
 impl Default for InterpreterConfig {
     fn default() -> Self {
-        InterpreterConfig { constrain: true, max_tokens: 160, settle_by_words: true, max_commands: 8 }
+        InterpreterConfig { constrain: true, max_tokens: 160, settle_by_words: true, max_commands: 8, area: None }
     }
 }
 
@@ -250,8 +255,13 @@ impl Interpreter {
     /// Plans one utterance from its words alone. The daemon plans once, routes
     /// on the plan's [`Planned::preview`], then interprets the same plan.
     pub fn plan(&self, text: &str) -> Planned {
+        self.plan_in(text, self.config.area.as_deref())
+    }
+
+    /// Plans one utterance heard in `area` (the speaker's room; `None`: unknown).
+    pub fn plan_in(&self, text: &str, area: Option<&str>) -> Planned {
         let started = Instant::now();
-        let plan = self.plan_words(text);
+        let plan = self.plan_words(text, area);
         Planned { text: text.to_owned(), plan, took: started.elapsed() }
     }
 
@@ -280,13 +290,15 @@ impl Interpreter {
             commands: Vec::new(),
             needs_confirmation: Vec::new(),
             no_command_reason: None,
+            explanation: None,
             latency: Duration::ZERO,
             asked_model: false,
             model: None,
         };
         let plan = match &planned.plan {
-            Plan::NoCommand(reason) => {
-                result.no_command_reason = Some(reason);
+            Plan::NoCommand(refusal) => {
+                result.no_command_reason = Some(refusal.reason);
+                result.explanation = Some(refusal.explanation.clone());
                 result.latency = started.elapsed();
                 return Ok(result);
             }
@@ -323,8 +335,8 @@ impl Interpreter {
                 reply: serde_json::to_string(command).unwrap_or_default(),
             })?;
         }
-        if commands.len() > self.config.max_commands {
-            return Err(NluError::TooManyCommands { count: commands.len(), max: self.config.max_commands });
+        if plan.requests > self.config.max_commands {
+            return Err(NluError::TooManyCommands { count: plan.requests, max: self.config.max_commands });
         }
         // In the order the devices were named.
         commands.sort_by_key(|c| plan.order.iter().position(|d| self.catalog.devices[*d].id == c.device));
@@ -334,118 +346,146 @@ impl Interpreter {
             .cloned()
             .collect();
         if commands.is_empty() {
-            result.no_command_reason = Some("model");
+            result.no_command_reason = Some(NoCommandReason::Model);
+            result.explanation = Some("the model found nothing to do".to_owned());
         }
         result.commands = commands;
         result.latency = started.elapsed();
         Ok(result)
     }
 
-    /// Everything before the model: normalization, the question and action
-    /// checks, the devices each clause names, what the words settle, and
-    /// what is left for the model.
-    fn plan_words(&self, text: &str) -> Plan {
+    /// Everything before the model: normalization; whether it is a request at
+    /// all; the targets each clause names (devices, kinds, areas, floors,
+    /// "all", "everything", the speaker's `area` when it names none); the
+    /// verb and value the words say; which action of each target that is;
+    /// and what is left for the model. Anything named that the site lacks,
+    /// or asked of a target that cannot do it, is a refusal with its reason.
+    fn plan_words(&self, text: &str, area: Option<&str>) -> Plan {
         let words = normalize::normalize(text);
         if words.is_empty() {
-            return Plan::NoCommand("empty");
-        }
-        if QUESTION_WORDS.contains(&words[0].as_str()) {
-            return Plan::NoCommand("question");
+            return Plan::NoCommand(Refusal::new(NoCommandReason::Empty, "nothing was said"));
         }
         let mut mentions = self.linker.find(&words);
-        let groups = self.groups(&words);
+        let kinds = self.kind_mentions(&words, &mentions);
+        // A fuzzy device match that spans a kind word of another kind is not that
+        // device ("the garage lock" is no lock, not the garage door).
+        mentions.retain(|m| match m.target {
+            Target::Device(d) if m.score < 1.0 => {
+                let kind = self.catalog.devices[d].kind;
+                !kinds.iter().any(|(i, k)| m.start <= *i && *i < m.end && Some(*k) != kind)
+            }
+            _ => true,
+        });
+        let names_device = mentions.iter().any(|m| matches!(m.target, Target::Device(_)) && m.score >= 1.0);
+        if let Some(refusal) = grammar::not_a_command(&words, text, names_device) {
+            return Plan::NoCommand(refusal);
+        }
+        // A kind word is the kind ("all the lights" is every light, lamps included), not a name suffix.
+        let groups: Vec<linker::Mention> =
+            self.groups(&words).into_iter().filter(|g| !kinds.iter().any(|(i, _)| g.start <= *i && *i < g.end)).collect();
         // "all conveyors" is the group, not a guess at one conveyor.
         mentions.retain(|m| m.score >= 1.0 || !groups.iter().any(|g| m.start < g.end && g.start < m.end));
         let free: Vec<linker::Mention> =
             groups.into_iter().filter(|g| !mentions.iter().any(|m| m.start < g.end && g.start < m.end)).collect();
         mentions.extend(free);
         mentions.sort_by_key(|m| m.start);
-        let named_any = !mentions.is_empty();
-        if !named_any {
-            // "skip to the next track": the device is the one with that action. When
-            // several have it ("set the volume to 30"), guessing would actuate the wrong one.
-            let devices = self.devices_by_action_words(&words);
-            if devices.is_empty() {
-                return Plan::NoCommand("no_device");
-            }
-            if devices.len() > 1 {
-                return Plan::NoCommand("ambiguous");
-            }
-            mentions = devices
-                .into_iter()
-                .map(|d| linker::Mention { target: Target::Device(d), start: 0, end: 0, score: 0.0 })
-                .collect();
-        }
-        let all_devices: Vec<usize> = mentions.iter().flat_map(|m| self.devices_of(m, &words)).collect();
-        if !self.asks_for_change(&words, &all_devices, &mentions) {
-            return Plan::NoCommand("no_action");
-        }
-        let protected: Vec<(usize, usize)> = mentions.iter().map(|m| (m.start, m.end)).collect();
+        // Kind words inside a matched name are part of the name ("kitchen light").
+        let kinds: Vec<(usize, Kind)> = kinds
+            .into_iter()
+            .filter(|(i, _)| {
+                !mentions
+                    .iter()
+                    .any(|m| m.start <= *i && *i < m.end && !matches!(m.target, Target::Area(_) | Target::Floor(_)))
+            })
+            .collect();
+        let mut protected: Vec<(usize, usize)> = mentions.iter().map(|m| (m.start, m.end)).collect();
+        protected.extend(kinds.iter().map(|(i, _)| (*i, *i + 1)));
+        let named_any = !mentions.is_empty() || !kinds.is_empty() || everything(&words);
+
         let mut settled: Vec<Command> = Vec::new();
         let mut unsettled: Vec<usize> = Vec::new();
-        // Per unsettled device, the words of its clause: they narrow what the model may choose.
         let mut cues: Vec<Vec<String>> = Vec::new();
         let mut order: Vec<usize> = Vec::new();
+        let mut requests = 0usize;
+        let mut refusal: Option<Refusal> = None;
         let mut previous_cue: Vec<String> = Vec::new();
+        let mut previous_targets: Option<Targets> = None;
         let clauses = if named_any { resolve::clauses(&words, &protected) } else { vec![(0, words.len())] };
         for (start, end) in clauses {
-            // The clause's own words outside names, or the previous clause's when it has none.
             let own: Vec<String> = (start..end)
                 .filter(|i| !protected.iter().any(|&(s, e)| s <= *i && *i < e))
                 .map(|i| words[i].clone())
                 .collect();
-            let cue = if resolve::has_own_cue(&own) { own } else { previous_cue.clone() };
+            let has_own = resolve::has_own_cue(&own);
+            let cue = if has_own { own } else { previous_cue.clone() };
             previous_cue = cue.clone();
+            let clause_words = &words[start..end];
             let in_clause: Vec<&linker::Mention> =
-                mentions.iter().filter(|m| (!named_any) || (start <= m.start && m.start < end)).collect();
-            // "all the lights in the hall": the group within the area, and the area says nothing more.
-            let clause_areas: Vec<&str> = in_clause
-                .iter()
-                .filter_map(|m| if let Target::Area(area) = &m.target { Some(area.as_str()) } else { None })
-                .collect();
-            let clause_has_group = in_clause.iter().any(|m| matches!(m.target, Target::Group(_)));
-            for mention in in_clause {
-                if clause_has_group && matches!(mention.target, Target::Area(_)) {
+                mentions.iter().filter(|m| start <= m.start && m.start < end).collect();
+            let clause_kinds: Vec<Kind> =
+                kinds.iter().filter(|(i, _)| start <= *i && *i < end).map(|(_, k)| *k).collect();
+            let targets = match self.targets(&in_clause, &clause_kinds, clause_words, &words, area, named_any) {
+                Ok(Some(targets)) => targets,
+                // Nothing named at all: the one device that can do what the words say
+                // ("pause", "skip to the next track"), in the speaker's room when several can.
+                Ok(None) if !named_any => match self.implied_target(&words, area) {
+                    Ok(targets) => targets,
+                    Err(r) => return Plan::NoCommand(r),
+                },
+                Ok(None) => match previous_targets.clone() {
+                    // "turn on the porch light and dim it": the clause's verb for the previous targets.
+                    Some(targets) if has_own => targets,
+                    _ => continue,
+                },
+                Err(r) => {
+                    refusal.get_or_insert(r);
                     continue;
                 }
-                let by_area = matches!(mention.target, Target::Area(_));
-                let by_group = matches!(mention.target, Target::Group(_));
-                let mut area_settled = Vec::new();
-                let mut area_unsettled = Vec::new();
-                let mut devices = self.devices_of(mention, &cue);
-                if by_group && !clause_areas.is_empty() {
-                    devices.retain(|&d| {
-                        self.catalog.devices[d].area.as_deref().is_some_and(|a| clause_areas.contains(&a))
-                    });
-                }
-                for device in devices {
-                    match resolve::resolve(&self.catalog.devices[device], &cue) {
-                        resolve::Resolution::Command(command) => area_settled.push((device, command)),
-                        resolve::Resolution::Unsettled => area_unsettled.push(device),
-                        resolve::Resolution::Nothing => {}
+            };
+            previous_targets = Some(targets.clone());
+            requests += targets.requests;
+            let verb = grammar::verb(&cue);
+            let negated = resolve::negated(&cue);
+            if negated {
+                refusal.get_or_insert(Refusal::new(
+                    NoCommandReason::NotACommand,
+                    "a negated or descriptive sentence: nothing to do",
+                ));
+                continue;
+            }
+            let mut done_any = false;
+            let mut open_devices = Vec::new();
+            for &device in &targets.devices {
+                let d = &self.catalog.devices[device];
+                match verb.map(|v| grammar::resolve(d, v, &cue)) {
+                    Some(grammar::Resolution::Command(action, value)) => {
+                        done_any = true;
+                        let command = Command { device: d.id.clone(), action, value };
+                        if !order.contains(&device) {
+                            order.push(device);
+                        }
+                        if !settled.iter().any(|c| c.device == command.device) {
+                            settled.push(command);
+                        }
                     }
+                    Some(grammar::Resolution::Unsupported) => {}
+                    Some(grammar::Resolution::Open) | None => open_devices.push(device),
                 }
-                // An area (or an action word) names several devices: the ones the words settle are
-                // meant; when there is exactly one, that is the command, otherwise the model chooses.
-                // A group ("all the lights") is every member the words settle, nothing else.
-                let (take_settled, take_unsettled) = if by_group {
-                    (area_settled, Vec::new())
-                } else if (by_area || !named_any) && area_settled.len() > 1 {
-                    (Vec::new(), area_settled.iter().map(|(d, _)| *d).collect())
-                } else if (by_area || !named_any) && area_settled.len() == 1 {
-                    (area_settled, Vec::new())
+            }
+            if !done_any && open_devices.is_empty() {
+                let what = targets.label.clone();
+                let asked = verb.map_or_else(|| "do that".to_owned(), grammar::describe);
+                let reason = if targets.explicit {
+                    format!("the {what} cannot {asked}")
                 } else {
-                    (area_settled, area_unsettled)
+                    format!("none of the {what} can {asked}")
                 };
-                for (device, command) in take_settled {
-                    if !order.contains(&device) {
-                        order.push(device);
-                    }
-                    if !settled.contains(&command) {
-                        settled.push(command);
-                    }
-                }
-                for device in take_unsettled {
+                refusal.get_or_insert(Refusal::new(NoCommandReason::UnsupportedAction, reason));
+                continue;
+            }
+            // Only named devices go to the model; a group's members either do what the words say or are skipped.
+            if targets.explicit || (!done_any && open_devices.len() == 1) {
+                for device in open_devices {
                     if !order.contains(&device) {
                         order.push(device);
                     }
@@ -456,10 +496,35 @@ impl Interpreter {
                         cues.push(cue.clone());
                     }
                 }
+            } else if !done_any {
+                refusal.get_or_insert(Refusal::new(
+                    NoCommandReason::Ambiguous,
+                    format!("several {} and the words do not say what to do", targets.label),
+                ));
             }
         }
+        if !named_any && settled.is_empty() && unsettled.is_empty() {
+            return Plan::NoCommand(
+                refusal.unwrap_or_else(|| Refusal::new(NoCommandReason::NoDevice, "no device of this site is named")),
+            );
+        }
+        // When anything named could not be done, nothing is: a half-understood request is refused whole.
+        if let Some(refusal) = refusal {
+            return Plan::NoCommand(refusal);
+        }
         if settled.is_empty() && unsettled.is_empty() {
-            return Plan::NoCommand("no_action");
+            return Plan::NoCommand(Refusal::new(NoCommandReason::NoAction, "nothing is asked of the devices named"));
+        }
+        let all_devices: Vec<usize> = order.clone();
+        if !unsettled.is_empty() && !self.asks_for_change(&words, &all_devices, &mentions) {
+            unsettled.clear();
+            cues.clear();
+            if settled.is_empty() {
+                return Plan::NoCommand(Refusal::new(
+                    NoCommandReason::NoAction,
+                    "nothing is asked of the devices named",
+                ));
+            }
         }
         if !self.config.settle_by_words {
             for device in settled.drain(..).filter_map(|c| self.catalog.devices.iter().position(|d| d.id == c.device)) {
@@ -491,7 +556,10 @@ impl Interpreter {
             })
             .collect();
         if settled.is_empty() && narrowed.is_empty() {
-            return Plan::NoCommand("no_action");
+            return Plan::NoCommand(Refusal::new(
+                NoCommandReason::NoAction,
+                "nothing the named devices can do was asked",
+            ));
         }
         // Write matched names as the catalog spells them: the model reads "conveyor two", not "can may or do".
         let mut request = Vec::new();
@@ -501,7 +569,7 @@ impl Interpreter {
                 Some(mention) => {
                     match &mention.target {
                         Target::Device(index) => request.push(self.catalog.devices[*index].name.clone()),
-                        Target::Area(area) => request.push(area.clone()),
+                        Target::Area(area) | Target::Floor(area) => request.push(area.clone()),
                         Target::Group(_) => request.push(words[mention.start].clone()),
                     }
                     i = mention.end;
@@ -513,7 +581,158 @@ impl Interpreter {
             }
         }
         let numbers: Vec<i64> = words.iter().filter_map(|w| w.parse::<i64>().ok()).collect();
-        Plan::Ask(Asked { settled, narrowed, order, request: request.join(" "), numbers })
+        Plan::Ask(Asked { settled, narrowed, order, request: request.join(" "), numbers, requests: requests.max(1) })
+    }
+
+    /// Kind words in the utterance ("lights", "blinds", "music"), by word index;
+    /// "switch" and "lock" only where they are nouns, not verbs.
+    fn kind_mentions(&self, words: &[String], mentions: &[linker::Mention]) -> Vec<(usize, Kind)> {
+        let mut found = Vec::new();
+        for (i, word) in words.iter().enumerate() {
+            let Some(kind) = grammar::kind_of_word(word) else { continue };
+            let next = words.get(i + 1).map(String::as_str);
+            let verb_use = match word.as_str() {
+                "switch" => {
+                    i == 0 || matches!(next, Some("on" | "off" | "of" | "to" | "it" | "the" | "everything" | "all"))
+                }
+                "lock" => i == 0 || matches!(next, Some("the" | "up" | "it" | "all" | "everything" | "my")),
+                "heat" | "heating" => false,
+                "vacuum" | "clean" => i == 0,
+                "media" | "player" => false,
+                _ => false,
+            };
+            // An exact device name that contains the word keeps it ("the alarm switch").
+            let in_exact_name = mentions
+                .iter()
+                .any(|m| m.start <= i && i < m.end && m.score >= 1.0 && matches!(m.target, Target::Device(_)));
+            if !verb_use && !in_exact_name {
+                found.push((i, kind));
+            }
+        }
+        found
+    }
+
+    /// The devices one clause targets, or `Ok(None)` when it names none.
+    #[allow(clippy::too_many_arguments)]
+    fn targets(
+        &self,
+        in_clause: &[&linker::Mention],
+        kinds: &[Kind],
+        clause_words: &[String],
+        words: &[String],
+        speaker_area: Option<&str>,
+        named_any: bool,
+    ) -> Result<Option<Targets>, Refusal> {
+        let devices: Vec<usize> =
+            in_clause.iter().filter_map(|m| if let Target::Device(d) = m.target { Some(d) } else { None }).collect();
+        let groups: Vec<&str> = in_clause
+            .iter()
+            .filter_map(|m| if let Target::Group(g) = &m.target { Some(g.as_str()) } else { None })
+            .collect();
+        let areas: Vec<&str> = in_clause
+            .iter()
+            .filter_map(|m| if let Target::Area(a) = &m.target { Some(a.as_str()) } else { None })
+            .collect();
+        let floors: Vec<&str> = in_clause
+            .iter()
+            .filter_map(|m| if let Target::Floor(f) = &m.target { Some(f.as_str()) } else { None })
+            .collect();
+        if !devices.is_empty() {
+            let label = devices.iter().map(|d| self.catalog.devices[*d].name.clone()).collect::<Vec<_>>().join(" and ");
+            return Ok(Some(Targets { requests: devices.len(), devices, explicit: true, label }));
+        }
+        if !groups.is_empty() && kinds.is_empty() {
+            let mut members: Vec<usize> = groups.iter().flat_map(|g| self.group_members(g)).collect();
+            if !areas.is_empty() {
+                members.retain(|&d| self.catalog.devices[d].area.as_deref().is_some_and(|a| areas.contains(&a)));
+            }
+            members.dedup();
+            let label = groups.iter().map(|g| format!("{g}s")).collect::<Vec<_>>().join(" and ");
+            if members.is_empty() {
+                return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there are no {label} there")));
+            }
+            return Ok(Some(Targets { requests: 1, devices: members, explicit: false, label }));
+        }
+        let says_everything = everything(clause_words);
+        let here = clause_words.iter().any(|w| w == "here")
+            || clause_words.windows(2).any(|p| p[0] == "this" && p[1] == "room");
+        if kinds.is_empty() && areas.is_empty() && floors.is_empty() && !says_everything && !here {
+            return Ok(None);
+        }
+        // Where: the areas or floors named, else "here" or the speaker's room, else the whole site.
+        let all_words = clause_words.iter().any(|w| matches!(w.as_str(), "all" | "every" | "both"));
+        let scope_areas: Option<Vec<String>> = if !areas.is_empty() {
+            Some(areas.iter().map(|a| (*a).to_owned()).collect())
+        } else if !floors.is_empty() {
+            Some(
+                self.catalog
+                    .areas
+                    .iter()
+                    .filter(|a| a.floor.as_deref().is_some_and(|f| floors.contains(&f)))
+                    .map(|a| a.name.clone())
+                    .collect(),
+            )
+        } else if here || (!all_words && !says_everything && !whole_site(clause_words)) {
+            speaker_area.map(|a| vec![a.to_owned()])
+        } else {
+            None
+        };
+        let place = if !areas.is_empty() {
+            format!("in the {}", areas.join(" and the "))
+        } else if !floors.is_empty() {
+            format!("on the {}", floors.join(" and the "))
+        } else if let Some(area) = scope_areas.as_ref().and_then(|a| a.first()) {
+            format!("in the {area}")
+        } else {
+            "here".to_owned()
+        };
+        if here && speaker_area.is_none() && areas.is_empty() && floors.is_empty() {
+            return Err(Refusal::new(
+                NoCommandReason::Ambiguous,
+                "'here' needs the speaker's room (--area, [audio] area)",
+            ));
+        }
+        let in_scope = |d: usize| match &scope_areas {
+            None => true,
+            Some(areas) => self.catalog.devices[d].area.as_ref().is_some_and(|a| areas.contains(a)),
+        };
+        // "the music" is what plays music, not every screen.
+        let music = clause_words.iter().any(|w| w == "music");
+        let members: Vec<usize> = (0..self.catalog.devices.len())
+            .filter(|&d| in_scope(d))
+            .filter(|&d| kinds.is_empty() || self.catalog.devices[d].kind.is_some_and(|k| kinds.contains(&k)))
+            .filter(|&d| {
+                !music || self.catalog.devices[d].has_action("play") || self.catalog.devices[d].has_action("pause")
+            })
+            .collect();
+        let kind_label = kinds.iter().map(|k| kind_plural(*k)).collect::<Vec<_>>().join(" and ");
+        let label = if kinds.is_empty() { format!("devices {place}") } else { format!("{kind_label} {place}") };
+        if members.is_empty() {
+            let what = if kinds.is_empty() {
+                "device".to_owned()
+            } else {
+                kinds.iter().map(|k| kind_singular(*k)).collect::<Vec<_>>().join(" or ")
+            };
+            return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there is no {what} {place}")));
+        }
+        // A singular "the light" with no room to go by and several lights: which one?
+        let singular = kinds.len() == 1
+            && clause_words.iter().any(|w| grammar::kind_of_word(w).is_some() && kind_words_singular(w));
+        if singular
+            && scope_areas.is_none()
+            && members.len() > 1
+            && !all_words
+            && !says_everything
+            && named_any
+            && speaker_area.is_none()
+        {
+            return Err(Refusal::new(
+                NoCommandReason::Ambiguous,
+                format!("there are {} {}; which one?", members.len(), kind_label),
+            ));
+        }
+        let _ = words;
+        Ok(Some(Targets { requests: 1, devices: members, explicit: false, label }))
     }
 
     /// "All the lights", "every conveyor", "both pumps": with one of those
@@ -545,38 +764,38 @@ impl Interpreter {
             .collect()
     }
 
-    /// The devices a mention stands for: the device, the group, or the
-    /// devices of the area — narrowed to those whose names share a word with
-    /// `words` when any does ("lights on in the kitchen" is the kitchen light).
-    fn devices_of(&self, mention: &linker::Mention, words: &[String]) -> Vec<usize> {
-        match &mention.target {
-            Target::Device(index) => vec![*index],
-            Target::Group(head) => self.group_members(head),
-            Target::Area(area) => {
-                let in_area: Vec<usize> = (0..self.catalog.devices.len())
-                    .filter(|&i| self.catalog.devices[i].area.as_deref() == Some(area.as_str()))
-                    .collect();
-                let said: Vec<String> = words.iter().map(|w| singular(w)).collect();
-                let area_words: Vec<String> = normalize::normalize(area).iter().map(|w| singular(w)).collect();
-                let typed: Vec<usize> = in_area
-                    .iter()
-                    .copied()
-                    .filter(|&i| {
-                        let device = &self.catalog.devices[i];
-                        std::iter::once(&device.name).chain(&device.aliases).any(|name| {
-                            normalize::normalize(name)
-                                .iter()
-                                .map(|w| singular(w))
-                                .any(|w| !area_words.contains(&w) && said.contains(&w))
-                        })
-                    })
-                    .collect();
-                if typed.is_empty() {
-                    in_area
-                } else {
-                    typed
-                }
+    /// The target of an utterance that names nothing: the one device that can
+    /// do what the words say, in the speaker's room when several can; when
+    /// the words do not say, the one whose action words they use.
+    fn implied_target(&self, words: &[String], area: Option<&str>) -> Result<Targets, Refusal> {
+        let able: Vec<usize> = match grammar::verb(words) {
+            Some(verb) => (0..self.catalog.devices.len())
+                .filter(|&d| {
+                    matches!(grammar::resolve(&self.catalog.devices[d], verb, words), grammar::Resolution::Command(..))
+                })
+                .collect(),
+            None => self.devices_by_action_words(words),
+        };
+        // Only a verb specific to the device picks it: "turn on" alone names nothing.
+        let specific = self.devices_by_action_words(words);
+        let mut candidates: Vec<usize> = able.iter().copied().filter(|d| specific.contains(d)).collect();
+        if candidates.is_empty() {
+            return Err(Refusal::new(NoCommandReason::NoDevice, "no device of this site is named"));
+        }
+        if candidates.len() > 1 {
+            if let Some(area) = area {
+                candidates.retain(|&d| self.catalog.devices[d].area.as_deref() == Some(area));
             }
+        }
+        match candidates.as_slice() {
+            [one] => Ok(Targets {
+                devices: vec![*one],
+                explicit: true,
+                label: self.catalog.devices[*one].name.clone(),
+                requests: 1,
+            }),
+            [] => Err(Refusal::new(NoCommandReason::Ambiguous, "several devices could do that, none of them here")),
+            _ => Err(Refusal::new(NoCommandReason::Ambiguous, "several devices could do that; name one")),
         }
     }
 
@@ -618,13 +837,70 @@ impl Interpreter {
     }
 }
 
+/// The devices one clause targets.
+#[derive(Debug, Clone)]
+struct Targets {
+    devices: Vec<usize>,
+    /// Named one by one (a refusal names them; the model may choose their action).
+    explicit: bool,
+    /// How a message names them ("lights in the kitchen").
+    label: String,
+    /// How many requests they count as (`limits.max_commands`): one per named
+    /// device, one for a whole group.
+    requests: usize,
+}
+
+/// "everything", "all devices", "the whole house": every device in scope.
+fn everything(words: &[String]) -> bool {
+    words.iter().any(|w| matches!(w.as_str(), "everything" | "everywhere"))
+        || words.windows(2).any(|p| p[0] == "all" && matches!(p[1].as_str(), "devices" | "of" | "things"))
+        || whole_site(words)
+}
+
+/// "the whole house", "the entire home", "all over the house".
+fn whole_site(words: &[String]) -> bool {
+    words.windows(2).any(|p| {
+        matches!(p[0].as_str(), "whole" | "entire" | "all")
+            && matches!(
+                p[1].as_str(),
+                "house" | "home" | "flat" | "apartment" | "site" | "building" | "plant" | "office"
+            )
+    })
+}
+
+/// "lights", "blinds": how messages name a kind.
+fn kind_plural(kind: Kind) -> String {
+    match kind {
+        Kind::MediaPlayer => "media players".to_owned(),
+        Kind::LawnMower => "lawn mowers".to_owned(),
+        Kind::Switch => "switches".to_owned(),
+        Kind::Climate => "thermostats".to_owned(),
+        other => format!("{}s", other.name()),
+    }
+}
+
+/// "light", "blind": one of a kind in messages.
+fn kind_singular(kind: Kind) -> String {
+    match kind {
+        Kind::MediaPlayer => "media player".to_owned(),
+        Kind::LawnMower => "lawn mower".to_owned(),
+        Kind::Climate => "thermostat".to_owned(),
+        other => other.name().to_owned(),
+    }
+}
+
+/// Whether a kind word is singular ("light", not "lights").
+fn kind_words_singular(word: &str) -> bool {
+    !word.ends_with('s') || word == "blinds" && false
+}
+
 /// "lights" → "light": enough English plural for matching names.
 fn singular(word: &str) -> String {
     word.strip_suffix('s').filter(|stem| stem.len() >= 3 && !stem.ends_with('s')).unwrap_or(word).to_owned()
 }
 
 enum Plan {
-    NoCommand(&'static str),
+    NoCommand(Refusal),
     Ask(Asked),
 }
 
@@ -659,6 +935,8 @@ struct Asked {
     order: Vec<usize>,
     request: String,
     numbers: Vec<i64>,
+    /// Requests the utterance makes (`limits.max_commands`): a group is one.
+    requests: usize,
 }
 
 /// Parses the model's reply and validates every command against the
@@ -729,9 +1007,10 @@ mod tests {
     fn all_the_lights_is_every_light_the_words_settle() {
         let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
         let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
-        let Plan::Ask(asked) = interpreter.plan_words("turn off all the lights") else { panic!("no plan") };
+        let Plan::Ask(asked) = interpreter.plan_words("turn off all the lights", None) else { panic!("no plan") };
         let devices: Vec<&str> = asked.settled.iter().map(|c| c.device.as_str()).collect();
-        assert_eq!(devices, ["kitchen_light", "bedroom_light", "porch_light"]);
+        // Every device of kind light: the lamp is one (its kind comes from its name).
+        assert_eq!(devices, ["living_room_lamp", "kitchen_light", "bedroom_light", "porch_light"]);
         assert!(asked.settled.iter().all(|c| c.action == "turn_off"));
         assert!(asked.narrowed.is_empty());
     }
@@ -747,8 +1026,11 @@ mod tests {
         // (or the thermostat, which "setting" once sounded like) would be a guess.
         let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
         let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
-        assert!(matches!(interpreter.plan_words("setting the volume to 30"), Plan::NoCommand("ambiguous")));
-        let Plan::Ask(asked) = interpreter.plan_words("skip to the next track") else { panic!("no plan") };
+        assert!(matches!(
+            interpreter.plan_words("setting the volume to 30", None),
+            Plan::NoCommand(Refusal { reason: NoCommandReason::Ambiguous, .. })
+        ));
+        let Plan::Ask(asked) = interpreter.plan_words("skip to the next track", None) else { panic!("no plan") };
         assert_eq!(asked.settled[0].device, "kitchen_speaker");
     }
 
@@ -757,12 +1039,12 @@ mod tests {
         let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
         let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
         // A number that fits a setting leaves only the settings it fits.
-        let Plan::Ask(asked) = interpreter.plan_words("at the kitchen light right us to 200") else {
+        let Plan::Ask(asked) = interpreter.plan_words("at the kitchen light right us to 200", None) else {
             panic!("no plan")
         };
         assert_eq!(asked.narrowed[0].actions, ["set_brightness", "set_color_temp"]);
-        // "off" leaves no action that starts something.
-        let Plan::Ask(asked) = interpreter.plan_words("turn off the music") else { panic!("no plan") };
-        assert!(!asked.narrowed[0].actions.contains(&"play".to_owned()), "{:?}", asked.narrowed[0].actions);
+        // "off" is never play: the music (what can play) pauses.
+        let Plan::Ask(asked) = interpreter.plan_words("turn off the music", None) else { panic!("no plan") };
+        assert_eq!(asked.settled, [Command { device: "kitchen_speaker".into(), action: "pause".into(), value: None }]);
     }
 }

@@ -153,6 +153,7 @@ mod tests {
             commands: vec![command; commands],
             needs_confirmation: Vec::new(),
             no_command_reason: None,
+            explanation: None,
             latency: Duration::ZERO,
             asked_model: false,
             model: None,
