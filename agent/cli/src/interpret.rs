@@ -37,6 +37,9 @@ pub(crate) struct EngineArgs {
     /// Request timeout per utterance.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// The speaker's room: where "the light" is when the words name no place.
+    #[arg(long)]
+    area: Option<String>,
     /// Do not constrain the model's reply with the schema (diagnostics only: shows what
     /// the catalog validation refuses).
     #[arg(long)]
@@ -76,6 +79,7 @@ impl EngineArgs {
         InterpreterConfig {
             constrain: !self.no_schema,
             settle_by_words: !self.model_only,
+            area: self.area.clone(),
             ..InterpreterConfig::default()
         }
     }
@@ -118,12 +122,19 @@ pub(crate) async fn interpret(args: InterpretArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for text in texts {
         let line = match interpreter.interpret(&text).await {
-            Ok(result) => json!({
-                "text": result.text,
-                "commands": result.commands,
-                "needs_confirmation": result.needs_confirmation,
-                "latency_ms": {"nlu": millis(result.latency)},
-            }),
+            Ok(result) => {
+                let mut line = json!({
+                    "text": result.text,
+                    "commands": result.commands,
+                    "needs_confirmation": result.needs_confirmation,
+                    "latency_ms": {"nlu": millis(result.latency)},
+                });
+                if let Some(reason) = result.no_command_reason {
+                    line["no_command_reason"] = json!(reason);
+                    line["explanation"] = json!(result.explanation);
+                }
+                line
+            }
             Err(e) => {
                 failed = true;
                 json!({"text": text, "error": e.to_string()})

@@ -136,6 +136,34 @@ const REQUEST_VERBS: &[&str] = &[
     "hit",
 ];
 
+/// Whether a word starts a request ("lock" in "close the garage door, lock the front door").
+pub fn starts_request(word: &str) -> bool {
+    matches!(
+        word,
+        "turn"
+            | "switch"
+            | "set"
+            | "open"
+            | "close"
+            | "shut"
+            | "lock"
+            | "unlock"
+            | "start"
+            | "stop"
+            | "pause"
+            | "resume"
+            | "play"
+            | "mute"
+            | "unmute"
+            | "dim"
+            | "raise"
+            | "lower"
+            | "activate"
+            | "deactivate"
+            | "dock"
+    )
+}
+
 /// Subjects that have nothing to do with devices: a sentence about them is not a request to one.
 const NOT_DEVICE_TOPICS: &[&str] = &[
     "timer",
@@ -202,8 +230,10 @@ const NEGATIONS: &[&str] = &["dont", "not", "never", "nothing", "cant", "wont", 
 
 /// Whether the words are no request to a device: a question, a timer, a list,
 /// chit-chat, a negation. `names_device` says whether a catalog name was
-/// found verbatim (then the topic words do not count: "the alarm light").
-pub fn not_a_command(words: &[String], raw: &str, names_device: bool) -> Option<Refusal> {
+/// found verbatim (then chit-chat openers do not count); `outside` are the
+/// words outside every catalog name and place (a topic word inside one, as in
+/// "the meeting room" or "the alarm light", does not count).
+pub fn not_a_command(words: &[String], raw: &str, names_device: bool, outside: &[String]) -> Option<Refusal> {
     let first = words.first().map(String::as_str).unwrap_or("");
     let has = |w: &str| words.iter().any(|x| x == w);
     let starts = |phrase: &[&str]| words.len() >= phrase.len() && phrase.iter().zip(words).all(|(p, w)| *p == w);
@@ -221,13 +251,13 @@ pub fn not_a_command(words: &[String], raw: &str, names_device: bool) -> Option<
             return Some(Refusal::new(NoCommandReason::Question, "a question, not a request"));
         }
     }
+    if let Some(topic) = outside.iter().find(|w| NOT_DEVICE_TOPICS.contains(&w.as_str())) {
+        return Some(Refusal::new(
+            NoCommandReason::NotACommand,
+            format!("'{topic}' is not something hearken controls"),
+        ));
+    }
     if !names_device {
-        if let Some(topic) = words.iter().find(|w| NOT_DEVICE_TOPICS.contains(&w.as_str())) {
-            return Some(Refusal::new(
-                NoCommandReason::NotACommand,
-                format!("'{topic}' is not something hearken controls"),
-            ));
-        }
         if CHIT_CHAT.iter().any(|phrase| starts(phrase)) && words.len() <= 6 {
             return Some(Refusal::new(NoCommandReason::NotACommand, "not a request to a device"));
         }
@@ -480,10 +510,6 @@ pub fn verb(words: &[String]) -> Option<Verb> {
     {
         return Some(Verb::Dock);
     }
-    // A value: the setting, whatever the verb ("turn the lights on to 50 percent", "lower the blinds halfway").
-    if let Some(amount) = amount(words) {
-        return Some(Verb::Set(attr, amount));
-    }
     let off = has("off")
         || pair("turn", "of")
         || pair("switch", "of")
@@ -516,6 +542,13 @@ pub fn verb(words: &[String]) -> Option<Verb> {
         || has("colder")
         || has("less")
         || has("drop");
+    // A value: the setting, whatever the verb ("turn the lights on to 50 percent", "lower the
+    // blinds halfway"); but "off" with "full" or "half" (a misheard word) is off.
+    match amount(words) {
+        Some(amount @ Amount::Number { .. }) => return Some(Verb::Set(attr, amount)),
+        Some(amount) if !off => return Some(Verb::Set(attr, amount)),
+        _ => {}
+    }
     if off && !relative_up {
         return Some(Verb::Off);
     }
@@ -801,7 +834,7 @@ mod tests {
 
     #[test]
     fn questions_timers_and_chit_chat_are_not_requests() {
-        let refused = |text: &str| not_a_command(&normalize(text), text, false).map(|r| r.reason);
+        let refused = |text: &str| not_a_command(&normalize(text), text, false, &normalize(text)).map(|r| r.reason);
         assert_eq!(refused("hows the heating doing"), Some(NoCommandReason::Question));
         assert_eq!(refused("any windows open?"), Some(NoCommandReason::Question));
         assert_eq!(refused("the kitchen light is on?"), Some(NoCommandReason::Question));

@@ -369,20 +369,34 @@ impl Interpreter {
         let kinds = self.kind_mentions(&words, &mentions);
         // A fuzzy device match that spans a kind word of another kind is not that
         // device ("the garage lock" is no lock, not the garage door).
+        // (When the site has a thing of that kind at all: "the ventilator" is the ventilation
+        // in a site without fans.)
+        let site_has = |k: Kind| self.catalog.devices.iter().any(|d| d.kind == Some(k));
         mentions.retain(|m| match m.target {
             Target::Device(d) if m.score < 1.0 => {
                 let kind = self.catalog.devices[d].kind;
-                !kinds.iter().any(|(i, k)| m.start <= *i && *i < m.end && Some(*k) != kind)
+                !kinds.iter().any(|(i, k)| m.start <= *i && *i < m.end && Some(*k) != kind && site_has(*k))
             }
             _ => true,
         });
+        let kinds: Vec<(usize, Kind)> = kinds
+            .into_iter()
+            .filter(|(i, k)| site_has(*k) || !mentions.iter().any(|m| m.start <= *i && *i < m.end))
+            .collect();
         let names_device = mentions.iter().any(|m| matches!(m.target, Target::Device(_)) && m.score >= 1.0);
-        if let Some(refusal) = grammar::not_a_command(&words, text, names_device) {
+        let outside: Vec<String> = (0..words.len())
+            .filter(|i| !mentions.iter().any(|m| m.start <= *i && *i < m.end))
+            .map(|i| words[i].clone())
+            .collect();
+        if let Some(refusal) = grammar::not_a_command(&words, text, names_device, &outside) {
             return Plan::NoCommand(refusal);
         }
         // A kind word is the kind ("all the lights" is every light, lamps included), not a name suffix.
-        let groups: Vec<linker::Mention> =
-            self.groups(&words).into_iter().filter(|g| !kinds.iter().any(|(i, _)| g.start <= *i && *i < g.end)).collect();
+        let groups: Vec<linker::Mention> = self
+            .groups(&words)
+            .into_iter()
+            .filter(|g| !kinds.iter().any(|(i, _)| g.start <= *i && *i < g.end))
+            .collect();
         // "all conveyors" is the group, not a guess at one conveyor.
         mentions.retain(|m| m.score >= 1.0 || !groups.iter().any(|g| m.start < g.end && g.start < m.end));
         let free: Vec<linker::Mention> =
@@ -411,6 +425,25 @@ impl Interpreter {
         let mut previous_cue: Vec<String> = Vec::new();
         let mut previous_targets: Option<Targets> = None;
         let clauses = if named_any { resolve::clauses(&words, &protected) } else { vec![(0, words.len())] };
+        // "close the garage door, lock the front door": a verb after a name starts a new clause.
+        let clauses: Vec<(usize, usize)> = clauses
+            .into_iter()
+            .flat_map(|(start, end)| {
+                let mut parts = Vec::new();
+                let mut from = start;
+                for i in start + 1..end {
+                    let named_before = protected.iter().any(|&(s, e)| from <= s && e <= i);
+                    let inside = protected.iter().any(|&(s, e)| s <= i && i < e);
+                    if named_before && !inside && grammar::starts_request(&words[i]) {
+                        parts.push((from, i));
+                        from = i;
+                    }
+                }
+                parts.push((from, end));
+                parts
+            })
+            .collect();
+        let mut previous_kinds: Vec<Kind> = Vec::new();
         for (start, end) in clauses {
             let own: Vec<String> = (start..end)
                 .filter(|i| !protected.iter().any(|&(s, e)| s <= *i && *i < e))
@@ -422,8 +455,14 @@ impl Interpreter {
             let clause_words = &words[start..end];
             let in_clause: Vec<&linker::Mention> =
                 mentions.iter().filter(|m| start <= m.start && m.start < end).collect();
-            let clause_kinds: Vec<Kind> =
+            let mut clause_kinds: Vec<Kind> =
                 kinds.iter().filter(|(i, _)| start <= *i && *i < end).map(|(_, k)| *k).collect();
+            // "lights on in the kitchen and the bedroom": the bedroom's lights.
+            let names_device_here = in_clause.iter().any(|m| matches!(m.target, Target::Device(_) | Target::Group(_)));
+            if clause_kinds.is_empty() && !names_device_here && !has_own {
+                clause_kinds = previous_kinds.clone();
+            }
+            previous_kinds = clause_kinds.clone();
             let targets = match self.targets(&in_clause, &clause_kinds, clause_words, &words, area, named_any) {
                 Ok(Some(targets)) => targets,
                 // Nothing named at all: the one device that can do what the words say
@@ -443,6 +482,19 @@ impl Interpreter {
                 }
             };
             previous_targets = Some(targets.clone());
+            // A group asks for something only with a word that asks for a change: "book the
+            // meeting room for three" sets nothing in the meeting room.
+            if !targets.explicit && !self.asks_for_change(&cue, &[], &[]) {
+                continue;
+            }
+            if !targets.explicit && targets.any_kind && matches!(grammar::verb(&cue), Some(grammar::Verb::Set(None, _)))
+            {
+                refusal.get_or_insert(Refusal::new(
+                    NoCommandReason::Ambiguous,
+                    format!("which setting of the {}?", targets.label),
+                ));
+                continue;
+            }
             requests += targets.requests;
             let verb = grammar::verb(&cue);
             let negated = resolve::negated(&cue);
@@ -467,6 +519,13 @@ impl Interpreter {
                         if !settled.iter().any(|c| c.device == command.device) {
                             settled.push(command);
                         }
+                    }
+                    Some(grammar::Resolution::Unsupported) if targets.explicit => {
+                        let asked = verb.map_or_else(|| "do that".to_owned(), grammar::describe);
+                        refusal.get_or_insert(Refusal::new(
+                            NoCommandReason::UnsupportedAction,
+                            format!("the {} cannot {asked}", d.name),
+                        ));
                     }
                     Some(grammar::Resolution::Unsupported) => {}
                     Some(grammar::Resolution::Open) | None => open_devices.push(device),
@@ -540,6 +599,10 @@ impl Interpreter {
             .zip(&cues)
             .filter_map(|(&i, cue)| {
                 let mut device = self.catalog.devices[i].clone();
+                // "set the fan" without a value sets nothing: no value-less action stands in.
+                if cue.iter().any(|w| w == "set") && resolve::setting_value(cue).is_none() {
+                    return None;
+                }
                 // "off" is never play, "on" never pause.
                 let out = resolve::ruled_out(cue);
                 device.actions.retain(|a| !out.contains(&a.as_str()));
@@ -639,7 +702,7 @@ impl Interpreter {
             .collect();
         if !devices.is_empty() {
             let label = devices.iter().map(|d| self.catalog.devices[*d].name.clone()).collect::<Vec<_>>().join(" and ");
-            return Ok(Some(Targets { requests: devices.len(), devices, explicit: true, label }));
+            return Ok(Some(Targets { requests: devices.len(), devices, explicit: true, label, any_kind: false }));
         }
         if !groups.is_empty() && kinds.is_empty() {
             let mut members: Vec<usize> = groups.iter().flat_map(|g| self.group_members(g)).collect();
@@ -651,7 +714,7 @@ impl Interpreter {
             if members.is_empty() {
                 return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there are no {label} there")));
             }
-            return Ok(Some(Targets { requests: 1, devices: members, explicit: false, label }));
+            return Ok(Some(Targets { requests: 1, devices: members, explicit: false, label, any_kind: false }));
         }
         let says_everything = everything(clause_words);
         let here = clause_words.iter().any(|w| w == "here")
@@ -732,7 +795,7 @@ impl Interpreter {
             ));
         }
         let _ = words;
-        Ok(Some(Targets { requests: 1, devices: members, explicit: false, label }))
+        Ok(Some(Targets { requests: 1, devices: members, explicit: false, label, any_kind: kinds.is_empty() }))
     }
 
     /// "All the lights", "every conveyor", "both pumps": with one of those
@@ -793,6 +856,7 @@ impl Interpreter {
                 explicit: true,
                 label: self.catalog.devices[*one].name.clone(),
                 requests: 1,
+                any_kind: false,
             }),
             [] => Err(Refusal::new(NoCommandReason::Ambiguous, "several devices could do that, none of them here")),
             _ => Err(Refusal::new(NoCommandReason::Ambiguous, "several devices could do that; name one")),
@@ -848,6 +912,8 @@ struct Targets {
     /// How many requests they count as (`limits.max_commands`): one per named
     /// device, one for a whole group.
     requests: usize,
+    /// A group of every kind ("the kitchen", "everything"), not of one kind.
+    any_kind: bool,
 }
 
 /// "everything", "all devices", "the whole house": every device in scope.
