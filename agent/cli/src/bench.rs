@@ -136,10 +136,16 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
 pub(crate) struct BenchNluArgs {
     /// Dev sets (JSON lines: catalog, kind, text, commands); catalog paths are relative to
     /// the current directory.
-    #[arg(long = "set", default_values = ["tests/data/nlu_dev.jsonl", "tests/data/nlu_dev_asr.jsonl"])]
+    #[arg(
+        long = "set",
+        default_values = ["tests/data/nlu_dev.jsonl", "tests/data/nlu_dev_asr.jsonl", "tests/data/understanding_dev.jsonl"]
+    )]
     sets: Vec<PathBuf>,
     #[command(flatten)]
     engine: crate::interpret::EngineArgs,
+    /// Score only this half of the sets that have halves (`tune`, `held`).
+    #[arg(long)]
+    half: Option<String>,
     /// Print every case, not only the wrong ones.
     #[arg(long)]
     all_cases: bool,
@@ -151,7 +157,10 @@ async fn bench_nlu(args: BenchNluArgs) -> anyhow::Result<ExitCode> {
     let (_engine, client) = args.engine.connect().await?;
     let config = args.engine.config();
     for set in &args.sets {
-        let cases = eval::load_set(set)?;
+        let mut cases = eval::load_set(set)?;
+        if let Some(half) = &args.half {
+            cases.retain(|c| c.half.as_deref().is_none_or(|h| h == half));
+        }
         let mut report = eval::evaluate(&cases, std::path::Path::new("."), &client, &config).await?;
         if !args.all_cases {
             report.results.retain(|r| !r.correct);

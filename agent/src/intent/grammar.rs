@@ -506,6 +506,7 @@ pub fn verb(words: &[String]) -> Option<Verb> {
         || pair("back", "to")
         || pair("return", "to")
         || has("recharge")
+        || (has("home") || has("base")) && (has("send") || has("go") || has("return") || has("back"))
         || pair("go", "charge")
     {
         return Some(Verb::Dock);
@@ -670,12 +671,18 @@ pub fn action_for(device: &Device, verb: Verb) -> Option<(String, Option<i64>)> 
     let valve = device.kind == Some(Kind::Valve);
     let scene = matches!(device.kind, Some(Kind::Scene | Kind::Script));
     match verb {
-        Verb::On => pick(if scene { &["activate", "turn_on", "run"] } else { &["turn_on", "activate", "power_on"] })
-            .or_else(|| if valve { pick(&["open"]) } else { None })
-            .or_else(
-                || if matches!(device.kind, Some(Kind::Vacuum | Kind::LawnMower)) { pick(&["start"]) } else { None },
-            ),
-        Verb::Off => pick(&["turn_off", "deactivate", "power_off"])
+        Verb::On => {
+            pick(if scene { &["activate", "turn_on", "run"] } else { &["turn_on", "activate", "power_on", "enable"] })
+                .or_else(|| if valve { pick(&["open"]) } else { None })
+                .or_else(|| {
+                    if matches!(device.kind, Some(Kind::Vacuum | Kind::LawnMower)) {
+                        pick(&["start"])
+                    } else {
+                        None
+                    }
+                })
+        }
+        Verb::Off => pick(&["turn_off", "deactivate", "power_off", "disable"])
             .or_else(|| if valve { pick(&["close"]) } else { None })
             .or_else(
                 || if matches!(device.kind, Some(Kind::Vacuum | Kind::LawnMower)) { pick(&["stop"]) } else { None },
@@ -692,13 +699,15 @@ pub fn action_for(device: &Device, verb: Verb) -> Option<(String, Option<i64>)> 
                 pick(&["turn_on"])
             }
         }),
-        Verb::Stop => pick(&["stop"]).or_else(|| if media { pick(&["pause"]) } else { None }).or_else(|| {
-            if cover {
-                None
-            } else {
-                pick(&["turn_off"])
-            }
-        }),
+        Verb::Stop => pick(&["stop"])
+            .or_else(|| {
+                if media || matches!(device.kind, Some(Kind::Vacuum | Kind::LawnMower)) {
+                    pick(&["pause"])
+                } else {
+                    None
+                }
+            })
+            .or_else(|| if cover { None } else { pick(&["turn_off"]) }),
         Verb::EmergencyStop => pick(&["emergency_stop", "estop", "e_stop"]),
         Verb::Pause => pick(&["pause"]),
         Verb::Resume => pick(&["play", "resume", "unpause"]),

@@ -83,6 +83,11 @@ const GLUE: &[&str] = &[
     "switches",
 ];
 
+/// Whether a word is one of the little words that never start or end a name.
+pub fn is_glue(word: &str) -> bool {
+    GLUE.contains(&word)
+}
+
 /// Matches transcripts against one catalog's names; built once per catalog.
 pub struct Linker {
     forms: Vec<Form>,

@@ -383,6 +383,71 @@ impl Interpreter {
             .into_iter()
             .filter(|(i, k)| site_has(*k) || !mentions.iter().any(|m| m.start <= *i && *i < m.end))
             .collect();
+        // Never a substitute: a near-miss device match is not taken when its words name a
+        // place where the device is not ("the bathroom fan" is not the bedroom fan, "the
+        // living room" is no "living room tv" when the tv is elsewhere), or when beside little
+        // words they are only a kind word ("the lights" is not "hall lights").
+        let places = self.place_phrases();
+        let mut dropped: Vec<(usize, usize)> = Vec::new();
+        mentions.retain(|m| {
+            let Target::Device(d) = m.target else { return true };
+            if m.score >= 1.0 {
+                return true;
+            }
+            let span = &words[m.start..m.end];
+            let device_area = self.catalog.devices[d].area.as_deref();
+            let names_other_place = places.iter().any(|(phrase, place)| {
+                contains_phrase(span, phrase)
+                    && device_area != Some(place.as_str())
+                    && device_area.and_then(|a| self.catalog.floor_of(a)) != Some(place.as_str())
+            });
+            let is_a_place = places.iter().any(|(phrase, _)| {
+                let core: Vec<String> = span.iter().filter(|w| !linker::is_glue(w)).cloned().collect();
+                &core == phrase
+            });
+            let only_kind = span.iter().all(|w| linker::is_glue(w) || grammar::kind_of_word(w).is_some());
+            // Beside a kind word, the other words must sound like the device's own
+            // ("memory light" is the bedroom light; "light in the house" is no mirror light).
+            let device_words: Vec<String> = std::iter::once(&self.catalog.devices[d].name)
+                .chain(&self.catalog.devices[d].aliases)
+                .flat_map(|n| normalize::normalize(n))
+                .filter(|w| grammar::kind_of_word(w).is_none())
+                .collect();
+            let has_kind = span.iter().any(|w| grammar::kind_of_word(w).is_some());
+            let strays = span.iter().filter(|w| !linker::is_glue(w) && grammar::kind_of_word(w).is_none()).any(|w| {
+                !device_words.iter().any(|dw| {
+                    linker::similarity(
+                        &linker::phonetic_key(std::slice::from_ref(w)),
+                        &linker::phonetic_key(std::slice::from_ref(dw)),
+                    ) >= 0.5
+                })
+            });
+            let keep = !names_other_place && !is_a_place && !only_kind && !(has_kind && strays);
+            if !keep {
+                dropped.push((m.start, m.end));
+            }
+            keep
+        });
+        // What a dropped near-miss covered may still be a place said exactly ("the lights in the living room").
+        for &(start, end) in &dropped {
+            for (phrase, place) in &places {
+                let span = &words[start..end];
+                if let Some(at) = span.windows(phrase.len().max(1)).position(|w| w == phrase.as_slice()) {
+                    let from = start + at;
+                    let target = if self.catalog.floors.iter().any(|f| &f.name == place) {
+                        Target::Floor(place.clone())
+                    } else {
+                        Target::Area(place.clone())
+                    };
+                    if !mentions.iter().any(|m| m.start < from + phrase.len() && from < m.end) {
+                        mentions.push(linker::Mention { target, start: from, end: from + phrase.len(), score: 1.0 });
+                    }
+                }
+            }
+        }
+        mentions.sort_by_key(|m| m.start);
+        // Places are matched as said, not guessed ("the house" is no bathroom).
+        mentions.retain(|m| !matches!(m.target, Target::Area(_) | Target::Floor(_)) || m.score >= 0.9);
         let names_device = mentions.iter().any(|m| matches!(m.target, Target::Device(_)) && m.score >= 1.0);
         let outside: Vec<String> = (0..words.len())
             .filter(|i| !mentions.iter().any(|m| m.start <= *i && *i < m.end))
@@ -444,7 +509,10 @@ impl Interpreter {
             })
             .collect();
         let mut previous_kinds: Vec<Kind> = Vec::new();
-        for (start, end) in clauses {
+        let kinds_of = |(start, end): (usize, usize)| -> Vec<Kind> {
+            kinds.iter().filter(|(i, _)| start <= *i && *i < end).map(|(_, k)| *k).collect()
+        };
+        for (index, &(start, end)) in clauses.iter().enumerate() {
             let own: Vec<String> = (start..end)
                 .filter(|i| !protected.iter().any(|&(s, e)| s <= *i && *i < e))
                 .map(|i| words[i].clone())
@@ -461,6 +529,18 @@ impl Interpreter {
             let names_device_here = in_clause.iter().any(|m| matches!(m.target, Target::Device(_) | Target::Group(_)));
             if clause_kinds.is_empty() && !names_device_here && !has_own {
                 clause_kinds = previous_kinds.clone();
+            }
+            // "the bedroom and bathroom lights": the bedroom's lights too.
+            if clause_kinds.is_empty() && !names_device_here {
+                if let Some(&next) = clauses.get(index + 1) {
+                    let next_own: Vec<String> = (next.0..next.1)
+                        .filter(|i| !protected.iter().any(|&(s, e)| s <= *i && *i < e))
+                        .map(|i| words[i].clone())
+                        .collect();
+                    if !resolve::has_own_cue(&next_own) {
+                        clause_kinds = kinds_of(next);
+                    }
+                }
             }
             previous_kinds = clause_kinds.clone();
             let targets = match self.targets(&in_clause, &clause_kinds, clause_words, &words, area, named_any) {
@@ -510,6 +590,15 @@ impl Interpreter {
             for &device in &targets.devices {
                 let d = &self.catalog.devices[device];
                 match verb.map(|v| grammar::resolve(d, v, &cue)) {
+                    // A group's player is paused by "off" only when the words are about the music.
+                    Some(grammar::Resolution::Command(action, _))
+                        if !targets.explicit
+                            && action == "pause"
+                            && verb == Some(grammar::Verb::Off)
+                            && !cue
+                                .iter()
+                                .chain(clause_words)
+                                .any(|w| matches!(w.as_str(), "music" | "speaker" | "speakers")) => {}
                     Some(grammar::Resolution::Command(action, value)) => {
                         done_any = true;
                         let command = Command { device: d.id.clone(), action, value };
@@ -701,6 +790,21 @@ impl Interpreter {
             .filter_map(|m| if let Target::Floor(f) = &m.target { Some(f.as_str()) } else { None })
             .collect();
         if !devices.is_empty() {
+            // "the bedroom tv" when the tv is in the living room: no such device, not that one.
+            for &d in &devices {
+                let device = &self.catalog.devices[d];
+                let area = device.area.as_deref();
+                let floor = area.and_then(|a| self.catalog.floor_of(a));
+                let elsewhere = (!areas.is_empty() && !area.is_some_and(|a| areas.contains(&a)))
+                    || (!floors.is_empty() && !floor.is_some_and(|f| floors.contains(&f)));
+                if elsewhere {
+                    let place = areas.first().or(floors.first()).copied().unwrap_or("there");
+                    return Err(Refusal::new(
+                        NoCommandReason::NoSuchDevice,
+                        format!("there is no {} in the {place}", device.name),
+                    ));
+                }
+            }
             let label = devices.iter().map(|d| self.catalog.devices[*d].name.clone()).collect::<Vec<_>>().join(" and ");
             return Ok(Some(Targets { requests: devices.len(), devices, explicit: true, label, any_kind: false }));
         }
@@ -735,7 +839,7 @@ impl Interpreter {
                     .map(|a| a.name.clone())
                     .collect(),
             )
-        } else if here || (!all_words && !says_everything && !whole_site(clause_words)) {
+        } else if here || (!all_words && !whole_site(clause_words)) {
             speaker_area.map(|a| vec![a.to_owned()])
         } else {
             None
@@ -764,10 +868,53 @@ impl Interpreter {
         let members: Vec<usize> = (0..self.catalog.devices.len())
             .filter(|&d| in_scope(d))
             .filter(|&d| kinds.is_empty() || self.catalog.devices[d].kind.is_some_and(|k| kinds.contains(&k)))
-            .filter(|&d| {
-                !music || self.catalog.devices[d].has_action("play") || self.catalog.devices[d].has_action("pause")
-            })
+            .filter(|&d| !music || plays_music(&self.catalog.devices[d]))
             .collect();
+        // A bare room asks for what is in it, of the kinds "everything" includes; a word beside
+        // it that is neither a request word nor a name ("the garden fountain") is something
+        // the site does not have.
+        let members: Vec<usize> = if kinds.is_empty() {
+            let places = self.place_phrases();
+            if let Some(unknown) = clause_words.iter().find(|w| {
+                !REQUEST_WORDS.contains(&w.as_str())
+                    && w.parse::<i64>().is_err()
+                    && grammar::verb(std::slice::from_ref(*w)).is_none()
+                    && !places.iter().any(|(phrase, _)| phrase.contains(w))
+            }) {
+                return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there is no {unknown} {place}")));
+            }
+            let opening = matches!(grammar::verb(clause_words), Some(grammar::Verb::Open | grammar::Verb::Close));
+            members
+                .into_iter()
+                .filter(|&d| {
+                    let kind = self.catalog.devices[d].kind;
+                    in_everything(kind) || (opening && kind == Some(Kind::Cover))
+                })
+                .collect()
+        } else {
+            // The word said narrows a kind when devices carry it ("the curtains", "the speaker");
+            // lights are lights whatever people call them.
+            let said: Vec<String> = clause_words
+                .iter()
+                .filter(|w| grammar::kind_of_word(w).is_some_and(|k| k != Kind::Light))
+                .map(|w| singular(w))
+                .collect();
+            let named: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&d| {
+                    let device = &self.catalog.devices[d];
+                    std::iter::once(&device.name)
+                        .chain(&device.aliases)
+                        .any(|n| normalize::normalize(n).iter().any(|w| said.contains(&singular(w))))
+                })
+                .collect();
+            if named.is_empty() {
+                members
+            } else {
+                named
+            }
+        };
         let kind_label = kinds.iter().map(|k| kind_plural(*k)).collect::<Vec<_>>().join(" and ");
         let label = if kinds.is_empty() { format!("devices {place}") } else { format!("{kind_label} {place}") };
         if members.is_empty() {
@@ -802,13 +949,16 @@ impl Interpreter {
     /// words, a word that ends the names of two or more devices stands for
     /// all of them.
     fn groups(&self, words: &[String]) -> Vec<linker::Mention> {
-        if !words.iter().any(|w| matches!(w.as_str(), "all" | "every" | "everything" | "both")) {
-            return Vec::new();
-        }
+        let quantified = words.iter().any(|w| matches!(w.as_str(), "all" | "every" | "everything" | "both"));
         let mut groups: Vec<linker::Mention> = Vec::new();
         for (i, word) in words.iter().enumerate() {
             let head = singular(word);
-            if self.group_members(&head).len() >= 2 && !groups.iter().any(|g| g.target == Target::Group(head.clone())) {
+            // "the doors" is every door as much as "all the doors" is.
+            let plural = head != *word && !linker::is_glue(word);
+            if (quantified || plural)
+                && self.group_members(&head).len() >= 2
+                && !groups.iter().any(|g| g.target == Target::Group(head.clone()))
+            {
                 groups.push(linker::Mention { target: Target::Group(head), start: i, end: i + 1, score: 1.0 });
             }
         }
@@ -839,8 +989,24 @@ impl Interpreter {
                 .collect(),
             None => self.devices_by_action_words(words),
         };
-        // Only a verb specific to the device picks it: "turn on" alone names nothing.
-        let specific = self.devices_by_action_words(words);
+        // Only a verb specific to a kind of device picks it ("pause", "go back a song",
+        // "louder"); "turn on" alone names nothing unless the words name the action.
+        let verb = grammar::verb(words);
+        let specific = match verb {
+            Some(
+                grammar::Verb::Pause
+                | grammar::Verb::Resume
+                | grammar::Verb::Next
+                | grammar::Verb::Previous
+                | grammar::Verb::Mute
+                | grammar::Verb::Unmute
+                | grammar::Verb::Dock
+                | grammar::Verb::Up(Some(_))
+                | grammar::Verb::Down(Some(_))
+                | grammar::Verb::Set(Some(_), _),
+            ) => able.clone(),
+            _ => self.devices_by_action_words(words),
+        };
         let mut candidates: Vec<usize> = able.iter().copied().filter(|d| specific.contains(d)).collect();
         if candidates.is_empty() {
             return Err(Refusal::new(NoCommandReason::NoDevice, "no device of this site is named"));
@@ -916,7 +1082,105 @@ struct Targets {
     any_kind: bool,
 }
 
-/// "everything", "all devices", "the whole house": every device in scope.
+/// Whether `phrase` occurs in `words` as consecutive words.
+fn contains_phrase(words: &[String], phrase: &[String]) -> bool {
+    !phrase.is_empty() && words.windows(phrase.len()).any(|w| w == phrase)
+}
+
+/// Kinds that "everything" and a bare room ("turn off the kitchen") include:
+/// never what opens, locks, waters or moves (the water main is not "everything off").
+fn in_everything(kind: Option<Kind>) -> bool {
+    matches!(kind, Some(Kind::Light | Kind::Switch | Kind::Fan | Kind::MediaPlayer | Kind::Climate) | None)
+}
+
+/// Words a request may hold besides names and places; any other word beside a
+/// bare place ("the garden fountain") names something the site may not have.
+const REQUEST_WORDS: &[&str] = &[
+    "the",
+    "a",
+    "an",
+    "my",
+    "our",
+    "to",
+    "and",
+    "on",
+    "off",
+    "of",
+    "in",
+    "at",
+    "for",
+    "it",
+    "is",
+    "up",
+    "down",
+    "set",
+    "turn",
+    "switch",
+    "all",
+    "every",
+    "everything",
+    "please",
+    "then",
+    "also",
+    "this",
+    "that",
+    "here",
+    "there",
+    "can",
+    "you",
+    "could",
+    "would",
+    "will",
+    "i",
+    "want",
+    "need",
+    "like",
+    "id",
+    "lets",
+    "let",
+    "me",
+    "us",
+    "now",
+    "just",
+    "again",
+    "room",
+    "area",
+    "floor",
+    "house",
+    "home",
+    "whole",
+    "entire",
+    "hey",
+    "hearken",
+    "ok",
+    "okay",
+    "right",
+    "away",
+    "go",
+    "get",
+    "make",
+    "put",
+    "shut",
+    "close",
+    "open",
+    "start",
+    "stop",
+    "pause",
+    "resume",
+    "lock",
+    "unlock",
+    "dim",
+    "brighten",
+    "lower",
+    "raise",
+    "kill",
+    "power",
+    "inside",
+    "outside",
+    "downstairs",
+    "upstairs",
+    "both",
+];
 fn everything(words: &[String]) -> bool {
     words.iter().any(|w| matches!(w.as_str(), "everything" | "everywhere"))
         || words.windows(2).any(|p| p[0] == "all" && matches!(p[1].as_str(), "devices" | "of" | "things"))
@@ -955,9 +1219,35 @@ fn kind_singular(kind: Kind) -> String {
     }
 }
 
-/// Whether a kind word is singular ("light", not "lights").
+/// Whether a kind word is singular ("light", not "lights"; "music" is neither).
 fn kind_words_singular(word: &str) -> bool {
-    !word.ends_with('s') || word == "blinds" && false
+    !word.ends_with('s') && word != "music"
+}
+
+/// What "the music" is: a player that plays and is no screen.
+fn plays_music(device: &Device) -> bool {
+    let screen = std::iter::once(&device.name)
+        .chain(&device.aliases)
+        .any(|n| normalize::normalize(n).iter().any(|w| matches!(w.as_str(), "tv" | "television" | "projector")));
+    (device.has_action("play") || device.has_action("pause")) && !screen
+}
+
+impl Interpreter {
+    /// Every area and floor name and alias, normalized, with the place it names.
+    fn place_phrases(&self) -> Vec<(Vec<String>, String)> {
+        let mut phrases = Vec::new();
+        for area in &self.catalog.areas {
+            for name in std::iter::once(&area.name).chain(&area.aliases) {
+                phrases.push((normalize::normalize(name), area.name.clone()));
+            }
+        }
+        for floor in &self.catalog.floors {
+            for name in std::iter::once(&floor.name).chain(&floor.aliases) {
+                phrases.push((normalize::normalize(name), floor.name.clone()));
+            }
+        }
+        phrases
+    }
 }
 
 /// "lights" → "light": enough English plural for matching names.

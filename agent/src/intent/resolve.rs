@@ -36,44 +36,45 @@ pub fn clauses(words: &[String], protected: &[(usize, usize)]) -> Vec<(usize, us
 /// Whether a clause carries a verb or a setting of its own; one that does
 /// not ("… and conveyor two") borrows the previous clause's words.
 pub fn has_own_cue(words: &[String]) -> bool {
-    words.iter().any(|w| {
-        matches!(
-            w.as_str(),
-            "on" | "off"
-                | "of"
-                | "turn"
-                | "switch"
-                | "set"
-                | "start"
-                | "stop"
-                | "open"
-                | "close"
-                | "lock"
-                | "unlock"
-                | "play"
-                | "pause"
-                | "mute"
-                | "unmute"
-                | "dim"
-                | "put"
-                | "make"
-                | "shut"
-                | "lower"
-                | "raise"
-                | "clear"
-                | "send"
-                | "next"
-                | "skip"
-                | "dock"
-                | "activate"
-                | "deactivate"
-                | "enable"
-                | "disable"
-                | "halt"
-                | "run"
-                | "brighten"
-        ) || w.parse::<i64>().is_ok()
-    })
+    super::grammar::verb(words).is_some()
+        || words.iter().any(|w| {
+            matches!(
+                w.as_str(),
+                "on" | "off"
+                    | "of"
+                    | "turn"
+                    | "switch"
+                    | "set"
+                    | "start"
+                    | "stop"
+                    | "open"
+                    | "close"
+                    | "lock"
+                    | "unlock"
+                    | "play"
+                    | "pause"
+                    | "mute"
+                    | "unmute"
+                    | "dim"
+                    | "put"
+                    | "make"
+                    | "shut"
+                    | "lower"
+                    | "raise"
+                    | "clear"
+                    | "send"
+                    | "next"
+                    | "skip"
+                    | "dock"
+                    | "activate"
+                    | "deactivate"
+                    | "enable"
+                    | "disable"
+                    | "halt"
+                    | "run"
+                    | "brighten"
+            ) || w.parse::<i64>().is_ok()
+        })
 }
 
 /// Actions that mean "start, open, on".

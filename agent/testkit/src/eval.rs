@@ -40,6 +40,16 @@ pub struct DevCase {
     pub spoken: Option<String>,
     /// Expected commands (empty for non-commands).
     pub commands: Vec<Command>,
+    /// The speaker's room, when the sentence relies on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    /// Why there is no command, when none is expected and the reason matters
+    /// (`no_such_device`, `unsupported_action`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `tune` (looked at while developing) or `held` (scored only at the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half: Option<String>,
 }
 
 /// Reads a JSON-lines dev set.
@@ -62,6 +72,9 @@ pub struct CaseResult {
     pub got: Vec<Command>,
     /// Whether `got` equals the expected set.
     pub correct: bool,
+    /// The interpreter's reason for giving no command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_command_reason: Option<String>,
     /// The interpreter's error, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -85,6 +98,10 @@ pub struct EvalReport {
     pub accuracy: f64,
     /// (correct, cases) per kind.
     pub by_kind: BTreeMap<String, (usize, usize)>,
+    /// (correct, cases) per half (`tune`, `held`; `-` for sets without halves).
+    pub by_half: BTreeMap<String, (usize, usize)>,
+    /// Cases that expect a reason and got exactly it, of those that expect one.
+    pub reasons: (usize, usize),
     /// Non-command cases that produced a command (the bar is zero).
     pub false_commands: usize,
     /// Cases that ended in an error.
@@ -144,20 +161,31 @@ pub async fn evaluate(
         }
         let Some(interpreter) = interpreters.get(&case.catalog) else { continue };
         let started = std::time::Instant::now();
-        let outcome = interpreter.interpret(&case.text).await;
+        let outcome = interpreter.interpret_planned(&interpreter.plan_in(&case.text, case.area.as_deref())).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (got, error, asked_model, tokens) = match outcome {
+        let (got, error, asked_model, tokens, reason) = match outcome {
             Ok(interpretation) => {
                 let tokens = interpretation
                     .model
                     .as_ref()
                     .map(|m| (m.completion_tokens.unwrap_or(0), m.forced_tokens.unwrap_or(0)));
-                (interpretation.commands, None, interpretation.asked_model, tokens)
+                let reason = interpretation.no_command_reason.map(|r| r.as_str().to_owned());
+                (interpretation.commands, None, interpretation.asked_model, tokens, reason)
             }
-            Err(e) => (Vec::new(), Some(e.to_string()), true, None),
+            Err(e) => (Vec::new(), Some(e.to_string()), true, None, None),
         };
-        let correct = error.is_none() && same_commands(&got, &case.commands);
-        results.push(CaseResult { case: case.clone(), got, correct, error, latency_ms, asked_model, tokens });
+        // A refusal is right when it refuses; an error is a refusal too when none was expected.
+        let correct = (error.is_none() || case.commands.is_empty()) && same_commands(&got, &case.commands);
+        results.push(CaseResult {
+            case: case.clone(),
+            got,
+            correct,
+            no_command_reason: reason,
+            error,
+            latency_ms,
+            asked_model,
+            tokens,
+        });
     }
     let mut by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for result in &results {
@@ -165,6 +193,17 @@ pub async fn evaluate(
         entry.0 += usize::from(result.correct);
         entry.1 += 1;
     }
+    let mut by_half: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for result in &results {
+        let entry = by_half.entry(result.case.half.clone().unwrap_or_else(|| "-".to_owned())).or_default();
+        entry.0 += usize::from(result.correct);
+        entry.1 += 1;
+    }
+    let expecting: Vec<&CaseResult> = results.iter().filter(|r| r.case.reason.is_some()).collect();
+    let reasons = (
+        expecting.iter().filter(|r| r.no_command_reason.is_some() && r.no_command_reason == r.case.reason).count(),
+        expecting.len(),
+    );
     let mut latencies: Vec<f64> = results.iter().map(|r| r.latency_ms).collect();
     latencies.sort_by(f64::total_cmp);
     let mut model_latencies: Vec<f64> = results.iter().filter(|r| r.asked_model).map(|r| r.latency_ms).collect();
@@ -175,6 +214,8 @@ pub async fn evaluate(
         correct,
         accuracy: if results.is_empty() { 0.0 } else { correct as f64 / results.len() as f64 },
         by_kind,
+        by_half,
+        reasons,
         false_commands: results.iter().filter(|r| r.case.commands.is_empty() && !r.got.is_empty()).count(),
         errors: results.iter().filter(|r| r.error.is_some()).count(),
         model_calls: results.iter().filter(|r| r.asked_model).count(),
