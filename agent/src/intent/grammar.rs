@@ -790,6 +790,8 @@ pub fn native_value(range: &ParamRange, amount: Amount) -> Option<i64> {
         Amount::Max => range.max,
         Amount::Min => range.min,
         Amount::Half => range.min + (span + 1) / 2,
+        // A percentage of a temperature or a pressure means nothing.
+        Amount::Number { percent: true, .. } if range.unit.as_deref().is_some_and(|u| u != "percent") => return None,
         Amount::Number { value, percent } if percent && !is_percent_range => {
             if !(0..=100).contains(&value) {
                 return None;
@@ -868,6 +870,9 @@ mod tests {
         assert_eq!(native_value(&percent, Amount::Number { value: 50, percent: true }), Some(50));
         assert_eq!(native_value(&percent, Amount::Half), Some(50));
         assert_eq!(native_value(&percent, Amount::Number { value: 150, percent: false }), None);
+        let celsius = ParamRange { min: 10, max: 30, unit: Some("celsius".into()) };
+        assert_eq!(native_value(&celsius, Amount::Number { value: 50, percent: true }), None);
+        assert_eq!(native_value(&celsius, Amount::Number { value: 21, percent: false }), Some(21));
     }
 
     fn catalog(name: &str) -> crate::catalog::Catalog {

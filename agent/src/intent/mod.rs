@@ -366,16 +366,33 @@ impl Interpreter {
             return Plan::NoCommand(Refusal::new(NoCommandReason::Empty, "nothing was said"));
         }
         let mut mentions = self.linker.find(&words);
+        if std::env::var_os("HEARKEN_DEBUG_LINKER").is_some() {
+            eprintln!("{mentions:?}");
+        }
         let kinds = self.kind_mentions(&words, &mentions);
         // A fuzzy device match that spans a kind word of another kind is not that
         // device ("the garage lock" is no lock, not the garage door).
         // (When the site has a thing of that kind at all: "the ventilator" is the ventilation
         // in a site without fans.)
         let site_has = |k: Kind| self.catalog.devices.iter().any(|d| d.kind == Some(k));
+        let mut dropped: Vec<(usize, usize)> = Vec::new();
         mentions.retain(|m| match m.target {
             Target::Device(d) if m.score < 1.0 => {
                 let kind = self.catalog.devices[d].kind;
-                !kinds.iter().any(|(i, k)| m.start <= *i && *i < m.end && Some(*k) != kind && site_has(*k))
+                let other_kind =
+                    kinds.iter().any(|(i, k)| m.start <= *i && *i < m.end && Some(*k) != kind && site_has(*k));
+                // "conveyor nine" is not conveyor one.
+                let device_numbers: Vec<String> = normalize::normalize(&self.catalog.devices[d].name)
+                    .into_iter()
+                    .filter(|w| w.parse::<i64>().is_ok())
+                    .collect();
+                let other_number = words[m.start..m.end]
+                    .iter()
+                    .any(|w| w.parse::<i64>().is_ok() && !device_numbers.is_empty() && !device_numbers.contains(w));
+                if other_kind || other_number {
+                    dropped.push((m.start, m.end));
+                }
+                !other_kind && !other_number
             }
             _ => true,
         });
@@ -388,7 +405,7 @@ impl Interpreter {
         // living room" is no "living room tv" when the tv is elsewhere), or when beside little
         // words they are only a kind word ("the lights" is not "hall lights").
         let places = self.place_phrases();
-        let mut dropped: Vec<(usize, usize)> = Vec::new();
+        let place_words: Vec<&String> = places.iter().flat_map(|(phrase, _)| phrase.iter()).collect();
         mentions.retain(|m| {
             let Target::Device(d) = m.target else { return true };
             if m.score >= 1.0 {
@@ -401,10 +418,9 @@ impl Interpreter {
                     && device_area != Some(place.as_str())
                     && device_area.and_then(|a| self.catalog.floor_of(a)) != Some(place.as_str())
             });
-            let is_a_place = places.iter().any(|(phrase, _)| {
-                let core: Vec<String> = span.iter().filter(|w| !linker::is_glue(w)).cloned().collect();
-                &core == phrase
-            });
+            // Only place words (and numbers) beside little words: the place, not a device there.
+            let core: Vec<&String> = span.iter().filter(|w| !linker::is_glue(w) && w.parse::<i64>().is_err()).collect();
+            let is_a_place = !core.is_empty() && core.iter().all(|w| place_words.contains(w));
             let only_kind = span.iter().all(|w| linker::is_glue(w) || grammar::kind_of_word(w).is_some());
             // Beside a kind word, the other words must sound like the device's own
             // ("memory light" is the bedroom light; "light in the house" is no mirror light).
@@ -955,6 +971,12 @@ impl Interpreter {
             let head = singular(word);
             // "the doors" is every door as much as "all the doors" is.
             let plural = head != *word && !linker::is_glue(word);
+            // "lock all the doors": the verb is no group of locks.
+            let next = words.get(i + 1).map(String::as_str);
+            if grammar::starts_request(word) && (i == 0 || matches!(next, Some("the" | "all" | "up" | "my" | "every")))
+            {
+                continue;
+            }
             if (quantified || plural)
                 && self.group_members(&head).len() >= 2
                 && !groups.iter().any(|g| g.target == Target::Group(head.clone()))
@@ -1180,7 +1202,23 @@ const REQUEST_WORDS: &[&str] = &[
     "downstairs",
     "upstairs",
     "both",
+    "degrees",
+    "degree",
+    "celsius",
+    "percent",
+    "temperature",
+    "brightness",
+    "volume",
+    "speed",
+    "position",
+    "level",
+    "bit",
+    "little",
+    "too",
+    "very",
 ];
+
+/// "everything", "all devices", "the whole house": every device in scope.
 fn everything(words: &[String]) -> bool {
     words.iter().any(|w| matches!(w.as_str(), "everything" | "everywhere"))
         || words.windows(2).any(|p| p[0] == "all" && matches!(p[1].as_str(), "devices" | "of" | "things"))
