@@ -33,10 +33,11 @@ pub(crate) fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelsCommand::Fetch { cache } => {
             let cache = cache.unwrap_or_else(models::cache_dir);
-            let fetched = [
+            let fetched: [(&str, std::path::PathBuf); 4] = [
                 ("whisper-tiny.en", models::whisper_tiny_en(&cache)?),
                 ("smollm2-135m-instruct-q4_1", models::smollm2_135m(&cache)?),
                 ("gemma3-270m-q4_k_m", models::gemma3_270m(&cache)?),
+                ("qwen2.5-coder-0.5b-instruct-q4_k_m", models::qwen25_05b(&cache)?),
             ];
             for (name, path) in fetched {
                 let (sha256, bytes) = models::whisper_ggml::file_sha256(&path)?;

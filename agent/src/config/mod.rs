@@ -172,6 +172,9 @@ pub struct AudioConfig {
     pub max_utterance_ms: u32,
     /// Utterances waiting for the engines; when full, new ones are dropped and counted.
     pub queue_utterances: usize,
+    /// The room this microphone is in (an area of the catalog): where "turn on
+    /// the light" goes when the words name no place. Empty: unknown.
+    pub area: String,
 }
 
 impl Default for AudioConfig {
@@ -185,6 +188,7 @@ impl Default for AudioConfig {
             aggressiveness: 2,
             max_utterance_ms: 10_000,
             queue_utterances: 4,
+            area: String::new(),
         }
     }
 }

@@ -108,6 +108,17 @@ const DISPATCH_QUEUE: usize = 8;
 pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output = ()>) -> Result<Summary, DaemonError> {
     let notifier = notify::Notifier::from_env();
     let catalog = Arc::new(Catalog::load(&config.catalog)?);
+    let area = Some(config.audio.area.clone()).filter(|a| !a.is_empty());
+    if let Some(area) = &area {
+        if !catalog.areas.iter().any(|a| &a.name == area) {
+            let known: Vec<&str> = catalog.areas.iter().map(|a| a.name.as_str()).collect();
+            return Err(DaemonError::Config(crate::config::ConfigError::Invalid {
+                file: config.catalog.clone(),
+                field: "audio.area".to_owned(),
+                message: format!("'{area}' is not an area of the catalog (areas: {})", known.join(", ")),
+            }));
+        }
+    }
     let audit = Arc::new(AuditLog::open(&config.audit.path, audit_options(&config))?);
     let metrics = Arc::new(metrics::Metrics::default());
     if let Some(listen) = &config.metrics.listen {
@@ -150,7 +161,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     let interpreter = Arc::new(Interpreter::new(
         (*catalog).clone(),
         intent_client(startup_timeout)?,
-        InterpreterConfig { max_commands: config.limits.max_commands, ..InterpreterConfig::default() },
+        InterpreterConfig { max_commands: config.limits.max_commands, area, ..InterpreterConfig::default() },
     ));
     interpreter.warm_up().await.map_err(DaemonError::IntentEngine)?;
     interpreter.set_client(intent_client(config.intent.timeout())?);

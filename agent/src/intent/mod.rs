@@ -366,9 +366,6 @@ impl Interpreter {
             return Plan::NoCommand(Refusal::new(NoCommandReason::Empty, "nothing was said"));
         }
         let mut mentions = self.linker.find(&words);
-        if std::env::var_os("HEARKEN_DEBUG_LINKER").is_some() {
-            eprintln!("{mentions:?}");
-        }
         let kinds = self.kind_mentions(&words, &mentions);
         // A fuzzy device match that spans a kind word of another kind is not that
         // device ("the garage lock" is no lock, not the garage door).

