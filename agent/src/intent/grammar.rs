@@ -257,10 +257,8 @@ pub fn not_a_command(words: &[String], raw: &str, names_device: bool, outside: &
             format!("'{topic}' is not something hearken controls"),
         ));
     }
-    if !names_device {
-        if CHIT_CHAT.iter().any(|phrase| starts(phrase)) && words.len() <= 6 {
-            return Some(Refusal::new(NoCommandReason::NotACommand, "not a request to a device"));
-        }
+    if !names_device && CHIT_CHAT.iter().any(|phrase| starts(phrase)) && words.len() <= 6 {
+        return Some(Refusal::new(NoCommandReason::NotACommand, "not a request to a device"));
     }
     if NEGATIONS.iter().any(|n| has(n)) {
         return Some(Refusal::new(NoCommandReason::NotACommand, "a negated request: nothing to do"));

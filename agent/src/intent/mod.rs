@@ -435,7 +435,7 @@ impl Interpreter {
                     ) >= 0.5
                 })
             });
-            let keep = !names_other_place && !is_a_place && !only_kind && !(has_kind && strays);
+            let keep = !(names_other_place || is_a_place || only_kind || has_kind && strays);
             if !keep {
                 dropped.push((m.start, m.end));
             }
@@ -509,10 +509,10 @@ impl Interpreter {
             .flat_map(|(start, end)| {
                 let mut parts = Vec::new();
                 let mut from = start;
-                for i in start + 1..end {
+                for (i, word) in words.iter().enumerate().take(end).skip(start + 1) {
                     let named_before = protected.iter().any(|&(s, e)| from <= s && e <= i);
                     let inside = protected.iter().any(|&(s, e)| s <= i && i < e);
-                    if named_before && !inside && grammar::starts_request(&words[i]) {
+                    if named_before && !inside && grammar::starts_request(word) {
                         parts.push((from, i));
                         from = i;
                     }
