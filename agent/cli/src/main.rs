@@ -85,7 +85,8 @@ enum TopCommand {
     /// the run) or a running OpenAI-compatible chat server (--llm-url).
     ///
     /// Prints one JSON line per utterance:
-    /// {"text","commands","needs_confirmation","latency_ms":{"nlu":…}}, or {"text","error"}
+    /// {"text","commands","needs_confirmation","latency_ms":{"nlu":…}} (with "no_command_reason" and
+    /// "explanation" when there is no command), or {"text","error"}
     /// when the model's reply was refused; exits 1 if any was.
     Interpret(interpret::InterpretArgs),
     /// Fetch, convert and locate models (cached outside the repository).

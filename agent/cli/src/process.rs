@@ -100,6 +100,10 @@ pub(crate) async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
                         let result = again.interpretation;
                         line["commands"] = json!(result.commands);
                         line["needs_confirmation"] = json!(result.needs_confirmation);
+                        if let Some(reason) = result.no_command_reason {
+                            line["no_command_reason"] = json!(reason);
+                            line["explanation"] = json!(result.explanation);
+                        }
                         line["latency_ms"] = json!({"vad": vad_ms, "stt": millis(stt_latency), "nlu": millis(nlu_latency),
                                                     "total": vad_ms + millis(started.elapsed())});
                         Ok(line)

@@ -890,6 +890,8 @@ impl Interpreter {
             let places = self.place_phrases();
             if let Some(unknown) = clause_words.iter().find(|w| {
                 !REQUEST_WORDS.contains(&w.as_str())
+                    && !linker::is_glue(w)
+                    && !CONTROL_WORDS.contains(&w.as_str())
                     && w.parse::<i64>().is_err()
                     && grammar::verb(std::slice::from_ref(*w)).is_none()
                     && !places.iter().any(|(phrase, _)| phrase.contains(w))
@@ -1112,37 +1114,13 @@ fn in_everything(kind: Option<Kind>) -> bool {
     matches!(kind, Some(Kind::Light | Kind::Switch | Kind::Fan | Kind::MediaPlayer | Kind::Climate) | None)
 }
 
-/// Words a request may hold besides names and places; any other word beside a
-/// bare place ("the garden fountain") names something the site may not have.
+/// Words a request may hold besides names, places, little words and control
+/// words; any other word beside a bare place ("the garden fountain") names
+/// something the site may not have.
 const REQUEST_WORDS: &[&str] = &[
-    "the",
-    "a",
-    "an",
-    "my",
     "our",
-    "to",
-    "and",
-    "on",
-    "off",
-    "of",
-    "in",
-    "at",
-    "for",
-    "it",
-    "is",
-    "up",
-    "down",
-    "set",
-    "turn",
-    "switch",
-    "all",
     "every",
     "everything",
-    "please",
-    "then",
-    "also",
-    "this",
-    "that",
     "here",
     "there",
     "can",
@@ -1177,23 +1155,6 @@ const REQUEST_WORDS: &[&str] = &[
     "away",
     "go",
     "get",
-    "make",
-    "put",
-    "shut",
-    "close",
-    "open",
-    "start",
-    "stop",
-    "pause",
-    "resume",
-    "lock",
-    "unlock",
-    "dim",
-    "brighten",
-    "lower",
-    "raise",
-    "kill",
-    "power",
     "inside",
     "outside",
     "downstairs",
@@ -1206,7 +1167,6 @@ const REQUEST_WORDS: &[&str] = &[
     "temperature",
     "brightness",
     "volume",
-    "speed",
     "position",
     "level",
     "bit",
