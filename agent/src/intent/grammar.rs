@@ -486,6 +486,10 @@ pub fn verb(words: &[String]) -> Option<Verb> {
     if has("pause") {
         return Some(Verb::Pause);
     }
+    let about_tracks = has("track") || has("song") || has("tracks") || has("songs");
+    if has("back") && about_tracks {
+        return Some(Verb::Previous);
+    }
     if has("previous")
         || pair("go", "back")
         || pair("back", "a")

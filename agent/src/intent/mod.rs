@@ -886,18 +886,37 @@ impl Interpreter {
         // A bare room asks for what is in it, of the kinds "everything" includes; a word beside
         // it that is neither a request word nor a name ("the garden fountain") is something
         // the site does not have.
+        // A word beside the kind or place that is neither a request word, a kind word nor a
+        // place ("the garden fountain", "the christmas lights") names something the site
+        // does not have: never the whole kind instead.
+        let places = self.place_phrases();
+        // Beside a kind, the word that qualifies it (just before it); beside a bare place, any word.
+        let qualifiers: Vec<&String> = if kinds.is_empty() {
+            clause_words.iter().collect()
+        } else {
+            clause_words
+                .windows(2)
+                .filter(|pair| grammar::kind_of_word(&pair[1]).is_some())
+                .map(|pair| &pair[0])
+                .collect()
+        };
+        if let Some(unknown) = qualifiers.into_iter().find(|w| {
+            !REQUEST_WORDS.contains(&w.as_str())
+                && !linker::is_glue(w)
+                && !CONTROL_WORDS.contains(&w.as_str())
+                && w.parse::<i64>().is_err()
+                && grammar::kind_of_word(w).is_none()
+                && grammar::verb(std::slice::from_ref(*w)).is_none()
+                && !places.iter().any(|(phrase, _)| phrase.contains(w))
+        }) {
+            let what = if kinds.is_empty() {
+                (*unknown).clone()
+            } else {
+                format!("{unknown} {}", kinds.iter().map(|k| kind_singular(*k)).collect::<Vec<_>>().join(" or "))
+            };
+            return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there is no {what} {place}")));
+        }
         let members: Vec<usize> = if kinds.is_empty() {
-            let places = self.place_phrases();
-            if let Some(unknown) = clause_words.iter().find(|w| {
-                !REQUEST_WORDS.contains(&w.as_str())
-                    && !linker::is_glue(w)
-                    && !CONTROL_WORDS.contains(&w.as_str())
-                    && w.parse::<i64>().is_err()
-                    && grammar::verb(std::slice::from_ref(*w)).is_none()
-                    && !places.iter().any(|(phrase, _)| phrase.contains(w))
-            }) {
-                return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there is no {unknown} {place}")));
-            }
             let opening = matches!(grammar::verb(clause_words), Some(grammar::Verb::Open | grammar::Verb::Close));
             members
                 .into_iter()
@@ -924,6 +943,16 @@ impl Interpreter {
                         .any(|n| normalize::normalize(n).iter().any(|w| said.contains(&singular(w))))
                 })
                 .collect();
+            // "the blinds" where the house has blinds, but none here: not the garage door instead.
+            let said_elsewhere = self.catalog.devices.iter().any(|device| {
+                std::iter::once(&device.name)
+                    .chain(&device.aliases)
+                    .any(|n| normalize::normalize(n).iter().any(|w| said.contains(&singular(w))))
+            });
+            if named.is_empty() && said_elsewhere {
+                let what = said.join(" or ");
+                return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there is no {what} {place}")));
+            }
             if named.is_empty() {
                 members
             } else {

@@ -106,13 +106,11 @@ mod tests {
     #[tokio::test]
     async fn a_fake_chat_engine_answers_its_script_then_the_fallback() {
         let fake = FakeEngine::chat(&["first"], "again").await.unwrap();
-        let client = reqwest::Client::new();
-        let url = format!("{}/v1/chat/completions", fake.url());
+        let client =
+            hearken::intent::ChatClient::new(&fake.url(), None, "fake", std::time::Duration::from_secs(5)).unwrap();
         let mut contents = Vec::new();
         for _ in 0..2 {
-            let reply: Value =
-                client.post(&url).json(&json!({"messages": []})).send().await.unwrap().json().await.unwrap();
-            contents.push(reply["choices"][0]["message"]["content"].as_str().unwrap().to_owned());
+            contents.push(client.complete(&[], None, 8).await.unwrap().content);
         }
         assert_eq!(contents, ["first", "again"]);
         assert_eq!(fake.requests().len(), 2);
