@@ -13,8 +13,8 @@ use hearken_tests::rig::{acknowledged, audit_records, cmd, serial, Daemon, Devic
 use hearken_tests::{repo_file, write_file, Spy};
 use serde_json::{json, Value};
 
-/// A request the words leave to the model (its brightness).
-const MODEL_REQUEST: &str = "make the living room lamp a bit brighter";
+/// A request the words leave to the model (200 fits its brightness and its colour temperature).
+const MODEL_REQUEST: &str = "set the kitchen light to 200";
 
 fn config(dir: &Path, broker: &str, stt: &str, intent: &str, input: &Path) -> std::path::PathBuf {
     let text = format!(
@@ -38,14 +38,14 @@ fn a_model_answer_off_the_request_is_refused_and_nothing_of_it_is_published() {
     let other = r#"{"intent":"other","commands":[]}"#;
     let unlock = r#"{"intent":"control","commands":[{"device":"front_door_lock","action":"unlock"}]}"#;
     let brighter =
-        r#"{"intent":"control","commands":[{"device":"living_room_lamp","action":"set_brightness","value":200}]}"#;
+        r#"{"intent":"control","commands":[{"device":"kitchen_light","action":"set_brightness","value":200}]}"#;
     // The warm-up's answer, then one answer per request that asks the model.
     let chat = runtime.block_on(FakeEngine::chat(&[other, unlock, brighter], other)).unwrap();
     let stt = runtime.block_on(FakeEngine::stt(&[], "")).unwrap();
     let input = write_file(
         dir.path(),
         "requests.txt",
-        &format!("{MODEL_REQUEST}\n{MODEL_REQUEST}\nturn off the porch light\n"),
+        &format!("{MODEL_REQUEST}\n{MODEL_REQUEST}\nturn off the porch light\nlock the garage door\n"),
     );
     let config = config(dir.path(), &broker.url(), &stt.url(), &chat.url(), &input);
 
@@ -62,10 +62,15 @@ fn a_model_answer_off_the_request_is_refused_and_nothing_of_it_is_published() {
     assert!(refused["error"]["message"].as_str().unwrap().contains("front_door_lock"), "{refused}");
     assert_eq!(refused["commands"], json!([]));
     // A valid answer goes out and is acknowledged.
-    assert_eq!(acknowledged(line(2)), vec![cmd("living_room_lamp", "set_brightness", json!(200))]);
+    assert_eq!(acknowledged(line(2)), vec![cmd("kitchen_light", "set_brightness", json!(200))]);
     // Words alone settle the third request: the model is not asked for it.
     assert_eq!(acknowledged(line(3)), vec![cmd("porch_light", "turn_off", Value::Null)]);
     assert_eq!(chat.requests().len(), 3, "warm-up and the two model requests only");
+    // A verb the named device cannot do: no command, and the reason in the report line.
+    let refused = line(4);
+    assert_eq!(refused["commands"], json!([]), "{refused}");
+    assert_eq!(refused["no_command_reason"], "unsupported_action", "{refused}");
+    assert!(refused["explanation"].as_str().unwrap().contains("garage door"), "{refused}");
     assert!(chat.requests()[1]["response_format"]["json_schema"]["schema"].is_object(), "the reply is constrained");
 
     // Nothing reached the lock; its topic never carried a message.
@@ -78,4 +83,6 @@ fn a_model_answer_off_the_request_is_refused_and_nothing_of_it_is_published() {
     );
     let first = records.iter().find(|r| r["kind"] == "utterance" && r["line"] == 1).unwrap();
     assert_eq!(first["commands"], json!([]), "the refused answer is not recorded as commands: {first}");
+    let fourth = records.iter().find(|r| r["kind"] == "utterance" && r["line"] == 4).unwrap();
+    assert_eq!(fourth["no_command_reason"], "unsupported_action", "the reason is audited: {fourth}");
 }
