@@ -26,6 +26,7 @@ const CONTENTS: &[&str] = &[
     "usr/share/doc/hearken/systemd.md.gz",
     "usr/share/hearken/catalogs/factory.toml",
     "usr/share/hearken/catalogs/home.toml",
+    "usr/share/hearken/catalogs/house.toml",
     "usr/share/hearken/catalogs/office.toml",
     "usr/share/hearken/schemas/ack.schema.json",
     "usr/share/hearken/schemas/audit-record.schema.json",

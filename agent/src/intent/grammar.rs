@@ -579,7 +579,11 @@ pub fn verb(words: &[String]) -> Option<Verb> {
                         "turn" | "switch" | "power" | "lights" | "light" | "it" | "them"
                     ))
             || w == "on"
-                && words.get(i + 1).is_some_and(|n| matches!(n.as_str(), "the" | "all" | "my" | "in" | "everything"))
+                && words.get(i + 1).is_some_and(|n| {
+                    matches!(n.as_str(), "the" | "all" | "my" | "in" | "everything" | "for" | "now" | "again" | "too")
+                })
+            // "turn the night light on for me": the name is not among the clause's own words.
+            || w == "on" && i > 0 && words[i - 1] == "the"
     });
     if switched_on || has("activate") || has("enable") || pair("power", "up") {
         return Some(Verb::On);
@@ -843,6 +847,10 @@ mod tests {
         assert_eq!(v("switch on the kitchen lights"), Some(Verb::On));
         assert_eq!(v("kitchen lights on"), Some(Verb::On));
         assert_eq!(v("set the lamp to 50 percent"), Some(Verb::Set(None, Amount::Number { value: 50, percent: true })));
+        assert_eq!(v("would you turn the on for me"), Some(Verb::On));
+        assert_eq!(v("on now"), Some(Verb::On));
+        assert_eq!(v("the start it"), Some(Verb::Start));
+        assert_eq!(v("back to base"), Some(Verb::Dock));
     }
 
     #[test]

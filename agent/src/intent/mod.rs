@@ -435,7 +435,21 @@ impl Interpreter {
                     ) >= 0.5
                 })
             });
-            let keep = !(names_other_place || is_a_place || only_kind || has_kind && strays);
+            // Words that say what to do are not a name ("mower back to base" is no back door).
+            let a_verb = matches!(
+                grammar::verb(span),
+                Some(
+                    grammar::Verb::Dock
+                        | grammar::Verb::Previous
+                        | grammar::Verb::Next
+                        | grammar::Verb::Pause
+                        | grammar::Verb::Resume
+                        | grammar::Verb::Mute
+                        | grammar::Verb::Unmute
+                        | grammar::Verb::EmergencyStop
+                )
+            );
+            let keep = !(names_other_place || is_a_place || only_kind || a_verb || has_kind && strays);
             if !keep {
                 dropped.push((m.start, m.end));
             }
@@ -512,7 +526,13 @@ impl Interpreter {
                 for (i, word) in words.iter().enumerate().take(end).skip(start + 1) {
                     let named_before = protected.iter().any(|&(s, e)| from <= s && e <= i);
                     let inside = protected.iter().any(|&(s, e)| s <= i && i < e);
-                    if named_before && !inside && grammar::starts_request(word) {
+                    // Only when the words before have a verb of their own ("the washer, start it" is one request).
+                    let own_before: Vec<String> = (from..i)
+                        .filter(|j| !protected.iter().any(|&(s, e)| s <= *j && *j < e))
+                        .map(|j| words[j].clone())
+                        .collect();
+                    if named_before && !inside && grammar::starts_request(word) && grammar::verb(&own_before).is_some()
+                    {
                         parts.push((from, i));
                         from = i;
                     }
@@ -636,12 +656,16 @@ impl Interpreter {
             if !done_any && open_devices.is_empty() {
                 let what = targets.label.clone();
                 let asked = verb.map_or_else(|| "do that".to_owned(), grammar::describe);
-                let reason = if targets.explicit {
-                    format!("the {what} cannot {asked}")
+                // A bare place where nothing can ("set the kitchen to 20 degrees"): the thing
+                // that could is what the site does not have there.
+                let refused = if targets.explicit {
+                    Refusal::new(NoCommandReason::UnsupportedAction, format!("the {what} cannot {asked}"))
+                } else if targets.any_kind {
+                    Refusal::new(NoCommandReason::NoSuchDevice, format!("nothing among the {what} can {asked}"))
                 } else {
-                    format!("none of the {what} can {asked}")
+                    Refusal::new(NoCommandReason::UnsupportedAction, format!("none of the {what} can {asked}"))
                 };
-                refusal.get_or_insert(Refusal::new(NoCommandReason::UnsupportedAction, reason));
+                refusal.get_or_insert(refused);
                 continue;
             }
             // Only named devices go to the model; a group's members either do what the words say or are skipped.
