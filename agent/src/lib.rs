@@ -11,7 +11,7 @@
 //! - [`stt`]: speech-to-text client, catalog prompts, second hearing.
 //! - [`intent`]: normalize, link names to devices, resolve by words, ask the
 //!   model under a catalog schema, validate.
-//! - [`policy`]: activation (wake phrase, push-to-talk), spoken confirmation answers, rate limits.
+//! - `policy`: activation (wake phrase, push-to-talk), spoken confirmation answers, rate limits.
 //! - [`mqtt`]: the link (publish, acknowledgement, outcome), broker options,
 //!   control topics, event payloads.
 //! - [`audit`]: the hash-chained audit log, its writer and verifier.

@@ -7,7 +7,7 @@
 //!   not fit is dropped and counted.
 //! - [`vad`]: streaming voice-activity segmentation (WebRTC VAD) with pre-roll,
 //!   trailing silence and a length cap.
-//! - [`source`]: the audio thread of the daemon and `hearken listen`
+//! - `source`: the audio thread of the daemon and `hearken listen`
 //!   (microphone, file, stdin, or text lines).
 
 pub mod capture;

@@ -1,18 +1,21 @@
 //! The intent stage: a transcript in, zero or more catalog-validated
-//! commands out.
+//! commands out — or none, with the reason. When in doubt it refuses; it
+//! never substitutes a device or an action.
 //!
-//! 1. [`normalize`]: lowercase words, fillers dropped, numbers as digits.
-//! 2. Questions ("is the door locked", "what's on tv") are not commands.
-//! 3. [`linker`]: devices and areas the words name, fuzzily (recognizer
-//!    near-misses included); failing that, devices whose actions the words
-//!    name ("skip to the next track"). No candidate device → no command,
-//!    and the model is not asked.
-//! 4. [`resolve`]: per clause, plain words settle plain actions ("off",
-//!    "stop", "21 degrees"). Only devices whose action the words do not
-//!    settle go to the model: it gets the catalog (a cached prompt prefix),
-//!    the request with matched names written as the catalog spells them, and
-//!    a schema that allows only those devices, their actions and the numbers
-//!    the request contains ([`schema::utterance_schema`]).
+//! 1. `normalize`: lowercase words, fillers dropped, numbers as digits.
+//! 2. `grammar`: whether it is a request at all (questions, timers, lists,
+//!    chit-chat are not), the verb with its sense, the value.
+//! 3. `linker`: devices, areas and floors the words name, fuzzily
+//!    (recognizer near-misses included) but never a near-miss that names
+//!    something else; kind words ("the lights"), groups, "everything", the
+//!    speaker's room. Something the site lacks is `no_such_device`.
+//! 4. Per clause (`resolve` splits them), the verb becomes each target's
+//!    action (`grammar`); a named device that cannot is `unsupported_action`,
+//!    a group's members that cannot are skipped. Only named devices whose verb
+//!    the words do not say go to the model: it gets the catalog (a cached
+//!    prompt prefix), the request with matched names written as the catalog
+//!    spells them, and a schema that allows only those devices, their actions
+//!    and the numbers the request contains (`schema::utterance_schema`).
 //! 5. Every command in the reply is validated against the catalog again; a
 //!    reply that fails is refused as a whole with the reason.
 

@@ -9,7 +9,7 @@
 //! - [`testbed`]: a private Mosquitto on a free loopback port.
 //! - [`fake_engines`]: scripted stand-ins for the engines' HTTP API (daemon logic tests without models).
 //! - [`simulator`]: simulated devices for every protocol, with latency and faults.
-//! - [`bench`]: `hearken bench mqtt | stt | vad`.
+//! - [`bench`](mod@bench): `hearken bench mqtt | stt | vad`.
 //! - [`eval`]: intent accuracy on the dev sets (`hearken bench nlu`).
 //! - [`demo`]: `hearken demo` and `hearken bench e2e`.
 //! - [`burst`]: `hearken bench burst`.
