@@ -207,6 +207,8 @@ impl Default for InterpreterConfig {
 pub struct Interpreter {
     catalog: Catalog,
     linker: Linker,
+    /// Every area and floor name and alias, normalized, with the place it names (built once).
+    places: Vec<(Vec<String>, String)>,
     // Swapped when a supervised engine restarts on a new port and token.
     client: std::sync::RwLock<ChatClient>,
     config: InterpreterConfig,
@@ -216,7 +218,8 @@ impl Interpreter {
     /// An interpreter for `catalog` asking the model behind `client`.
     pub fn new(catalog: Catalog, client: ChatClient, config: InterpreterConfig) -> Interpreter {
         let linker = Linker::new(&catalog);
-        Interpreter { catalog, linker, client: std::sync::RwLock::new(client), config }
+        let places = place_phrases(&catalog);
+        Interpreter { catalog, linker, places, client: std::sync::RwLock::new(client), config }
     }
 
     /// Points the interpreter at another engine (a restarted one, or a fallback).
@@ -404,7 +407,7 @@ impl Interpreter {
         // place where the device is not ("the bathroom fan" is not the bedroom fan, "the
         // living room" is no "living room tv" when the tv is elsewhere), or when beside little
         // words they are only a kind word ("the lights" is not "hall lights").
-        let places = self.place_phrases();
+        let places = &self.places;
         let place_words: Vec<&String> = places.iter().flat_map(|(phrase, _)| phrase.iter()).collect();
         mentions.retain(|m| {
             let Target::Device(d) = m.target else { return true };
@@ -460,7 +463,7 @@ impl Interpreter {
         });
         // What a dropped near-miss covered may still be a place said exactly ("the lights in the living room").
         for &(start, end) in &dropped {
-            for (phrase, place) in &places {
+            for (phrase, place) in places {
                 let span = &words[start..end];
                 if let Some(at) = span.windows(phrase.len().max(1)).position(|w| w == phrase.as_slice()) {
                     let from = start + at;
@@ -916,7 +919,7 @@ impl Interpreter {
         // A word beside the kind or place that is neither a request word, a kind word nor a
         // place ("the garden fountain", "the christmas lights") names something the site
         // does not have: never the whole kind instead.
-        let places = self.place_phrases();
+        let places = &self.places;
         // Beside a kind, the word that qualifies it (just before it); beside a bare place, any word.
         let qualifiers: Vec<&String> = if kinds.is_empty() {
             clause_words.iter().collect()
@@ -1283,22 +1286,20 @@ fn plays_music(device: &Device) -> bool {
     (device.has_action("play") || device.has_action("pause")) && !screen
 }
 
-impl Interpreter {
-    /// Every area and floor name and alias, normalized, with the place it names.
-    fn place_phrases(&self) -> Vec<(Vec<String>, String)> {
-        let mut phrases = Vec::new();
-        for area in &self.catalog.areas {
-            for name in std::iter::once(&area.name).chain(&area.aliases) {
-                phrases.push((normalize::normalize(name), area.name.clone()));
-            }
+/// Every area and floor name and alias of `catalog`, normalized, with the place it names.
+fn place_phrases(catalog: &Catalog) -> Vec<(Vec<String>, String)> {
+    let mut phrases = Vec::new();
+    for area in &catalog.areas {
+        for name in std::iter::once(&area.name).chain(&area.aliases) {
+            phrases.push((normalize::normalize(name), area.name.clone()));
         }
-        for floor in &self.catalog.floors {
-            for name in std::iter::once(&floor.name).chain(&floor.aliases) {
-                phrases.push((normalize::normalize(name), floor.name.clone()));
-            }
-        }
-        phrases
     }
+    for floor in &catalog.floors {
+        for name in std::iter::once(&floor.name).chain(&floor.aliases) {
+            phrases.push((normalize::normalize(name), floor.name.clone()));
+        }
+    }
+    phrases
 }
 
 /// "lights" → "light": enough English plural for matching names.
