@@ -582,7 +582,7 @@ impl Interpreter {
                 }
             }
             previous_kinds = clause_kinds.clone();
-            let targets = match self.targets(&in_clause, &clause_kinds, clause_words, &words, area, named_any) {
+            let targets = match self.targets(&in_clause, &clause_kinds, clause_words, area, named_any) {
                 Ok(Some(targets)) => targets,
                 // Nothing named at all: the one device that can do what the words say
                 // ("pause", "skip to the next track"), in the speaker's room when several can.
@@ -601,13 +601,13 @@ impl Interpreter {
                 }
             };
             previous_targets = Some(targets.clone());
+            let verb = grammar::verb(&cue);
             // A group asks for something only with a word that asks for a change: "book the
             // meeting room for three" sets nothing in the meeting room.
             if !targets.explicit && !self.asks_for_change(&cue, &[], &[]) {
                 continue;
             }
-            if !targets.explicit && targets.any_kind && matches!(grammar::verb(&cue), Some(grammar::Verb::Set(None, _)))
-            {
+            if !targets.explicit && targets.any_kind && matches!(verb, Some(grammar::Verb::Set(None, _))) {
                 refusal.get_or_insert(Refusal::new(
                     NoCommandReason::Ambiguous,
                     format!("which setting of the {}?", targets.label),
@@ -615,7 +615,6 @@ impl Interpreter {
                 continue;
             }
             requests += targets.requests;
-            let verb = grammar::verb(&cue);
             let negated = resolve::negated(&cue);
             if negated {
                 refusal.get_or_insert(Refusal::new(
@@ -808,13 +807,11 @@ impl Interpreter {
     }
 
     /// The devices one clause targets, or `Ok(None)` when it names none.
-    #[allow(clippy::too_many_arguments)]
     fn targets(
         &self,
         in_clause: &[&linker::Mention],
         kinds: &[Kind],
         clause_words: &[String],
-        words: &[String],
         speaker_area: Option<&str>,
         named_any: bool,
     ) -> Result<Option<Targets>, Refusal> {
@@ -1015,7 +1012,6 @@ impl Interpreter {
                 format!("there are {} {}; which one?", members.len(), kind_label),
             ));
         }
-        let _ = words;
         Ok(Some(Targets { requests: 1, devices: members, explicit: false, label, any_kind: kinds.is_empty() }))
     }
 
@@ -1061,7 +1057,8 @@ impl Interpreter {
     /// do what the words say, in the speaker's room when several can; when
     /// the words do not say, the one whose action words they use.
     fn implied_target(&self, words: &[String], area: Option<&str>) -> Result<Targets, Refusal> {
-        let able: Vec<usize> = match grammar::verb(words) {
+        let verb = grammar::verb(words);
+        let able: Vec<usize> = match verb {
             Some(verb) => (0..self.catalog.devices.len())
                 .filter(|&d| {
                     matches!(grammar::resolve(&self.catalog.devices[d], verb, words), grammar::Resolution::Command(..))
@@ -1071,7 +1068,6 @@ impl Interpreter {
         };
         // Only a verb specific to a kind of device picks it ("pause", "go back a song",
         // "louder"); "turn on" alone names nothing unless the words name the action.
-        let verb = grammar::verb(words);
         let specific = match verb {
             Some(
                 grammar::Verb::Pause
