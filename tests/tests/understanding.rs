@@ -92,6 +92,9 @@ async fn kinds_floors_rooms_groups_polarity_and_percent_give_the_commands_meant(
         ("go back a song", None, "kitchen_speaker:previous_track"),
         ("lower the blinds halfway", None, "living_room_blinds:set_position:50"),
         ("lights off in the hall", None, "hallway_light:turn_off"),
+        ("stop the sprinkler", None, "garden_sprinkler:close"),
+        // a bare place with a verb only one kind can do
+        ("lock the hallway", None, "front_door_lock:lock"),
         // percent in a native 0–254 range, and in a percent range
         ("set the living room ceiling light to 50 percent", None, "living_room_ceiling_light:set_brightness:127"),
         ("reading lamp to 50%", None, "reading_lamp:set_brightness:50"),
@@ -114,6 +117,9 @@ async fn absent_devices_contradicted_actions_timers_and_questions_are_refused_wi
         ("turn off the bedroom tv", None, NoSuchDevice),
         ("turn on the garden fountain", None, NoSuchDevice),
         ("turn on the fan", Some("kitchen"), NoSuchDevice),
+        // a place the house does not have: never every light instead
+        ("turn off the lights in the attic", None, NoSuchDevice),
+        ("lights on on the third floor", None, NoSuchDevice),
         ("turn on the dishwasher", None, NoDevice),
         // contradicted: the target exists but cannot
         ("lock the garage door", None, UnsupportedAction),
@@ -123,6 +129,8 @@ async fn absent_devices_contradicted_actions_timers_and_questions_are_refused_wi
         ("pause the timer", None, NotACommand),
         ("stop the oven timer", None, NotACommand),
         ("add milk to the shopping list", None, NotACommand),
+        ("wake me up at seven", None, NotACommand),
+        ("i turned the heating off yesterday", None, NotACommand),
         ("hows the heating doing", None, Question),
         ("any windows open?", None, Question),
         ("is the front door locked", None, Question),

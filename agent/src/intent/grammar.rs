@@ -263,8 +263,26 @@ pub fn not_a_command(words: &[String], raw: &str, names_device: bool, outside: &
     if NEGATIONS.iter().any(|n| has(n)) {
         return Some(Refusal::new(NoCommandReason::NotACommand, "a negated request: nothing to do"));
     }
+    if starts(&["wake", "me"]) || starts(&["wake", "us"]) {
+        return Some(Refusal::new(NoCommandReason::NotACommand, "an alarm is not something hearken controls"));
+    }
+    // "i turned the heating off yesterday": a report of what was done, not a request.
+    let someone = matches!(first, "i" | "we" | "you" | "he" | "she" | "they" | "someone" | "somebody");
+    let past = words.get(1).is_some_and(|w| PAST_VERBS.contains(&w.as_str()));
+    if (someone && past) || PAST_TIMES.iter().any(|t| has(t)) {
+        return Some(Refusal::new(NoCommandReason::NotACommand, "a statement about the past, not a request"));
+    }
     None
 }
+
+/// Past forms of request verbs: "i turned …", "we left …" report, they do not ask.
+const PAST_VERBS: &[&str] = &[
+    "turned", "switched", "left", "opened", "closed", "shut", "locked", "unlocked", "started", "stopped", "paused",
+    "played", "set", "put", "forgot",
+];
+
+/// Words that place a sentence in the past.
+const PAST_TIMES: &[&str] = &["yesterday", "ago", "earlier"];
 
 /// "can you …", "could you please …", "would you …", "will you …" followed by a request verb.
 fn polite_request(words: &[String]) -> bool {
@@ -591,7 +609,16 @@ pub fn verb(words: &[String]) -> Option<Verb> {
     if has("play") {
         return Some(Verb::Resume);
     }
-    if has("start") || has("begin") || has("run") || has("launch") || has("trigger") || has("mow") || has("clean") {
+    if has("start")
+        || has("begin")
+        || has("run")
+        || has("launch")
+        || has("trigger")
+        || has("mow")
+        || has("clean")
+        || has("boil")
+        || has("brew")
+    {
         return Some(Verb::Start);
     }
     if pair("too", "dark") {
@@ -701,6 +728,8 @@ pub fn action_for(device: &Device, verb: Verb) -> Option<(String, Option<i64>)> 
         Verb::Start => pick(&["start", "start_mowing", "clean", "run"]).or_else(|| {
             if media {
                 pick(&["play"])
+            } else if valve {
+                pick(&["open", "turn_on"])
             } else {
                 pick(&["turn_on"])
             }
@@ -713,7 +742,8 @@ pub fn action_for(device: &Device, verb: Verb) -> Option<(String, Option<i64>)> 
                     None
                 }
             })
-            .or_else(|| if cover { None } else { pick(&["turn_off"]) }),
+            .or_else(|| if cover { None } else { pick(&["turn_off"]) })
+            .or_else(|| if valve { pick(&["close"]) } else { None }),
         Verb::EmergencyStop => pick(&["emergency_stop", "estop", "e_stop"]),
         Verb::Pause => pick(&["pause"]),
         Verb::Resume => pick(&["play", "resume", "unpause"]),

@@ -866,6 +866,12 @@ impl Interpreter {
         if kinds.is_empty() && areas.is_empty() && floors.is_empty() && !says_everything && !here {
             return Ok(None);
         }
+        // "the lights in the attic" where the site has no attic: never every light instead.
+        if areas.is_empty() && floors.is_empty() {
+            if let Some(unknown) = self.unknown_place(clause_words) {
+                return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there is no {unknown} here")));
+            }
+        }
         // Where: the areas or floors named, else "here" or the speaker's room, else the whole site.
         let all_words = clause_words.iter().any(|w| matches!(w.as_str(), "all" | "every" | "both"));
         let scope_areas: Option<Vec<String>> = if !areas.is_empty() {
@@ -944,12 +950,17 @@ impl Interpreter {
             return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there is no {what} {place}")));
         }
         let members: Vec<usize> = if kinds.is_empty() {
-            let opening = matches!(grammar::verb(clause_words), Some(grammar::Verb::Open | grammar::Verb::Close));
+            // "open the garage", "lock the shed": the verb says which kind the place's device is.
+            let verb = grammar::verb(clause_words);
+            let opening = matches!(verb, Some(grammar::Verb::Open | grammar::Verb::Close));
+            let locking = matches!(verb, Some(grammar::Verb::Lock | grammar::Verb::Unlock));
             members
                 .into_iter()
                 .filter(|&d| {
                     let kind = self.catalog.devices[d].kind;
-                    in_everything(kind) || (opening && kind == Some(Kind::Cover))
+                    in_everything(kind)
+                        || (opening && kind == Some(Kind::Cover))
+                        || (locking && kind == Some(Kind::Lock))
                 })
                 .collect()
         } else {
@@ -1165,6 +1176,36 @@ fn contains_phrase(words: &[String], phrase: &[String]) -> bool {
 
 /// Kinds that "everything" and a bare room ("turn off the kitchen") include:
 /// never what opens, locks, waters or moves (the water main is not "everything off").
+impl Interpreter {
+    /// The place a clause names that the site does not have: the word after
+    /// "in"/"at" ("in the attic"), or before "floor" ("on the third floor"),
+    /// when it is no place, kind, name word or request word of this site.
+    fn unknown_place(&self, clause_words: &[String]) -> Option<String> {
+        let known = |w: &str| {
+            REQUEST_WORDS.contains(&w)
+                || linker::is_glue(w)
+                || CONTROL_WORDS.contains(&w)
+                || w.parse::<i64>().is_ok()
+                || grammar::kind_of_word(w).is_some()
+                || grammar::verb(&[w.to_owned()]).is_some()
+                || self.places.iter().any(|(phrase, _)| phrase.iter().any(|p| p == w))
+        };
+        for (i, word) in clause_words.iter().enumerate() {
+            let after = match word.as_str() {
+                "in" | "at" => clause_words[i + 1..].iter().find(|w| !matches!(w.as_str(), "the" | "my" | "our")),
+                _ => None,
+            };
+            if let Some(place) = after.filter(|w| !known(w)) {
+                return Some(place.clone());
+            }
+            if word == "floor" && i > 0 && !known(&clause_words[i - 1]) {
+                return Some(format!("{} floor", clause_words[i - 1]));
+            }
+        }
+        None
+    }
+}
+
 fn in_everything(kind: Option<Kind>) -> bool {
     matches!(kind, Some(Kind::Light | Kind::Switch | Kind::Fan | Kind::MediaPlayer | Kind::Climate) | None)
 }
