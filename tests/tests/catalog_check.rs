@@ -164,3 +164,14 @@ fn schema_subcommand_prints_the_constraining_schema() {
     let branches = schema["properties"]["commands"]["items"]["anyOf"].as_array().unwrap();
     assert!(branches.len() >= 13);
 }
+
+#[test]
+fn a_site_name_is_one_safe_topic_level() {
+    for bad in ["plant/7", "plant+7", "#", "-plant", "Plant", "plant 7", ""] {
+        assert_problem(&format!("site = \"{bad}\"\n{GOOD_DEVICE}"), None, "site", "must match [a-z0-9][a-z0-9_-]*");
+    }
+    for good in ["plant-7", "home", "line_2-east"] {
+        let (code, err) = check(&format!("site = \"{good}\"\n{GOOD_DEVICE}"));
+        assert_eq!(code, 0, "{good}: {err}");
+    }
+}

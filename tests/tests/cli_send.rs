@@ -271,3 +271,24 @@ async fn tls_with_a_ca_file_and_password_authentication() {
     assert_eq!(line["outcome"], "not_sent");
     assert!(!err.contains("guess") && !line.to_string().contains("guess"), "password leaked: {err} {line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_name_with_a_hyphen_is_one_topic_level() {
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let factory = std::fs::read_to_string(repo_file("devices/factory.toml")).unwrap();
+    let catalog =
+        write_file(dir.path(), "plant-7.toml", &factory.replace("site = \"plant_one\"", "site = \"plant-7\""));
+    let out = hearken(&["devices", "check", catalog.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let simulator = SimulatorProcess::start(&broker.url(), &catalog, &[]);
+    let commands = Spy::start(broker.port(), "hearken/plant-7/conveyor_1/#").await;
+    let events = Spy::start(broker.port(), "hearken/plant-7/events").await;
+    let (code, line, err) = send(&broker.url(), &catalog, None, &[], &["conveyor_1", "stop"]);
+    assert_eq!(code, 0, "{line} {err}");
+    assert_eq!(line["outcome"], "acknowledged");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(commands.seen().len(), 1, "{:?}", commands.seen());
+    assert_eq!(events.seen().len(), 1, "{:?}", events.seen());
+    assert_eq!(simulator.stop()["received"], 1);
+}

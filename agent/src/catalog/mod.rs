@@ -227,6 +227,14 @@ fn render_problems(file: &Path, problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
+/// A site name is one MQTT topic level that is also safe in file names, JSON
+/// and shell arguments: no wildcard, separator or leading dash ("plant-7").
+fn is_site_name(s: &str) -> bool {
+    s.len() <= 64
+        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 fn is_identifier(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
@@ -266,8 +274,15 @@ impl Catalog {
             problems.push(Problem { device: device.map(str::to_owned), field: field.to_owned(), message });
         };
 
-        if !is_identifier(&file.site) {
-            push(None, "site", format!("'{}' must match [a-z0-9_]+ (it is used in MQTT topics)", file.site));
+        if !is_site_name(&file.site) {
+            push(
+                None,
+                "site",
+                format!(
+                    "'{}' must match [a-z0-9][a-z0-9_-]* and be at most 64 characters (it is a topic level and a file name)",
+                    file.site
+                ),
+            );
         }
         if let Some(message) = file.budget_ms.and_then(check_budget) {
             push(None, "budget_ms", message);
