@@ -1,4 +1,4 @@
-//! `hearken devices`: check catalogs, print the model-output schema, list audio inputs.
+//! `hearken devices`: check and import catalogs, print the model-output schema, list audio inputs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +29,10 @@ pub(crate) enum DevicesCommand {
     },
     /// List audio input devices (one JSON line each: index, name, rate, channels, default).
     Audio,
+    /// Print a catalog of the devices Zigbee2MQTT or Tasmota publish on the
+    /// broker (what was left out goes to stderr); exits 2 if it would not
+    /// pass `devices check`.
+    Import(crate::import::ImportArgs),
 }
 
 /// Runs one `devices` subcommand.
@@ -42,6 +46,7 @@ pub(crate) fn run(command: DevicesCommand) -> anyhow::Result<ExitCode> {
             }
             Err(code) => Ok(code),
         },
+        DevicesCommand::Import(args) => crate::import::import(args),
         DevicesCommand::Audio => {
             for device in capture::list_input_devices()? {
                 println!("{}", serde_json::to_string(&device)?);

@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod common;
 mod devices;
+mod import;
 mod interpret;
 mod listen;
 mod models;
@@ -128,6 +129,6 @@ fn dispatch(command: TopCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// The async runtime of the subcommands that need one: two workers, enough for I/O.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 mod check;
 pub mod command;
+pub mod import;
 pub mod protocol;
 pub mod topics;
 mod vocabulary;
@@ -86,6 +87,8 @@ struct DeviceFile {
     ack: AckMode,
     #[serde(default)]
     params: BTreeMap<String, ParamRange>,
+    #[serde(default)]
+    keys: BTreeMap<String, String>,
 }
 
 /// What confirms a command to a device.
@@ -157,6 +160,10 @@ pub struct Device {
     pub ack: AckMode,
     /// Ranges of value-taking actions.
     pub params: BTreeMap<String, ParamRange>,
+    /// Payload keys that differ from the protocol's own for an action: a
+    /// Zigbee2MQTT endpoint's `state_l1`, a fan's `fan_state`, a TRV's
+    /// `current_heating_setpoint`, a Tasmota relay's `POWER2`.
+    pub keys: BTreeMap<String, String>,
 }
 
 impl Device {
@@ -448,6 +455,18 @@ impl Catalog {
                     push(dev, "confirm", format!("'{action}' is not one of the device's actions"));
                 }
             }
+            for (action, key) in &raw.keys {
+                let field = format!("keys.{action}");
+                if !raw.actions.contains(action) {
+                    push(dev, &field, format!("'{action}' is not one of the device's actions"));
+                }
+                if protocol == Protocol::Hearken {
+                    push(dev, &field, "payload keys are for the zigbee2mqtt and tasmota protocols".to_owned());
+                }
+                if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    push(dev, &field, format!("'{key}' must match [A-Za-z0-9_]+"));
+                }
+            }
             let topic = raw.topic.clone().unwrap_or_else(|| topics::device(&file.site, &raw.id));
             if let Some(message) = topic_problem(&topic) {
                 push(dev, "topic", format!("'{topic}' {message}"));
@@ -474,6 +493,7 @@ impl Catalog {
                 budget_ms,
                 ack: raw.ack,
                 params: raw.params,
+                keys: raw.keys,
             });
         }
 

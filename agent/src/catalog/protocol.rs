@@ -184,11 +184,14 @@ pub enum Expectation {
 }
 
 /// Encodes `command` for a device reached through `protocol` at base topic
-/// `topic`. `correlation` is used only by the hearken protocol.
+/// `topic`. `key` replaces the protocol's payload key for the action when the
+/// device names its own (the catalog's `keys`); `correlation` is used only by
+/// the hearken protocol.
 pub fn encode(
     protocol: Protocol,
     topic: &str,
     command: &Command,
+    key: Option<&str>,
     correlation: &[u8],
 ) -> Result<Outbound, ProtocolError> {
     match protocol {
@@ -203,25 +206,27 @@ pub fn encode(
         Protocol::Zigbee2mqtt => {
             let mapping = zigbee2mqtt_mapping(&command.action).ok_or_else(|| unsupported(protocol, command))?;
             let value = mapping_value(mapping, command)?;
+            let key = key.unwrap_or(mapping.key);
             let mut body = Map::new();
-            body.insert(mapping.key.to_owned(), value.clone());
+            body.insert(key.to_owned(), value.clone());
             Ok(Outbound {
                 topic: format!("{topic}/set"),
                 payload: Value::Object(body).to_string().into_bytes(),
-                expect: Expectation::Echo { topic: topic.to_owned(), key: mapping.key.to_owned(), value },
+                expect: Expectation::Echo { topic: topic.to_owned(), key: key.to_owned(), value },
             })
         }
         Protocol::Tasmota => {
             let mapping = tasmota_mapping(&command.action).ok_or_else(|| unsupported(protocol, command))?;
             let value = mapping_value(mapping, command)?;
+            let key = key.unwrap_or(mapping.key);
             let payload = match &value {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
             Ok(Outbound {
-                topic: format!("cmnd/{topic}/{}", mapping.key),
+                topic: format!("cmnd/{topic}/{key}"),
                 payload: payload.into_bytes(),
-                expect: Expectation::Echo { topic: tasmota_result_topic(topic), key: mapping.key.to_owned(), value },
+                expect: Expectation::Echo { topic: tasmota_result_topic(topic), key: key.to_owned(), value },
             })
         }
     }
@@ -306,8 +311,22 @@ mod tests {
     }
 
     #[test]
+    fn a_device_key_replaces_the_protocol_key_in_the_payload_and_the_echo() {
+        let out =
+            encode(Protocol::Zigbee2mqtt, "zigbee2mqtt/relay", &cmd("turn_on", None), Some("state_l2"), b"").unwrap();
+        assert_eq!(out.payload, br#"{"state_l2":"ON"}"#);
+        assert_eq!(
+            out.expect,
+            Expectation::Echo { topic: "zigbee2mqtt/relay".into(), key: "state_l2".into(), value: json!("ON") }
+        );
+        let out = encode(Protocol::Tasmota, "strip", &cmd("turn_off", None), Some("POWER2"), b"").unwrap();
+        assert_eq!(out.topic, "cmnd/strip/POWER2");
+    }
+
+    #[test]
     fn zigbee2mqtt_brightness_is_a_set_payload_with_an_echo_expectation() {
-        let out = encode(Protocol::Zigbee2mqtt, "zigbee2mqtt/lamp", &cmd("set_brightness", Some(120)), b"").unwrap();
+        let out =
+            encode(Protocol::Zigbee2mqtt, "zigbee2mqtt/lamp", &cmd("set_brightness", Some(120)), None, b"").unwrap();
         assert_eq!(out.topic, "zigbee2mqtt/lamp/set");
         assert_eq!(out.payload, br#"{"brightness":120}"#);
         assert_eq!(
@@ -318,7 +337,7 @@ mod tests {
 
     #[test]
     fn tasmota_power_goes_to_cmnd_and_waits_for_result() {
-        let out = encode(Protocol::Tasmota, "plug1", &cmd("turn_on", None), b"").unwrap();
+        let out = encode(Protocol::Tasmota, "plug1", &cmd("turn_on", None), None, b"").unwrap();
         assert_eq!(out.topic, "cmnd/plug1/POWER");
         assert_eq!(out.payload, b"ON");
         assert!(matches!(out.expect, Expectation::Echo { ref topic, .. } if topic == "stat/plug1/RESULT"));
@@ -326,7 +345,7 @@ mod tests {
 
     #[test]
     fn hearken_carries_the_command_json_and_correlation() {
-        let out = encode(Protocol::Hearken, "hearken/home/lamp", &cmd("turn_off", None), b"abc").unwrap();
+        let out = encode(Protocol::Hearken, "hearken/home/lamp", &cmd("turn_off", None), None, b"abc").unwrap();
         assert_eq!(out.topic, "hearken/home/lamp/set");
         let body: Command = serde_json::from_slice(&out.payload).unwrap();
         assert_eq!(body, cmd("turn_off", None));
@@ -336,11 +355,11 @@ mod tests {
     #[test]
     fn unsupported_and_missing_values_are_errors_not_panics() {
         assert!(matches!(
-            encode(Protocol::Tasmota, "x", &cmd("unlock", None), b""),
+            encode(Protocol::Tasmota, "x", &cmd("unlock", None), None, b""),
             Err(ProtocolError::UnsupportedAction { .. })
         ));
         assert!(matches!(
-            encode(Protocol::Zigbee2mqtt, "x", &cmd("set_brightness", None), b""),
+            encode(Protocol::Zigbee2mqtt, "x", &cmd("set_brightness", None), None, b""),
             Err(ProtocolError::MissingValue { .. })
         ));
     }

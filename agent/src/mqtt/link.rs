@@ -296,7 +296,13 @@ impl CommandLink {
         let budget = Duration::from_millis(device.budget_ms);
         let started = Instant::now();
         let not_sent = |reason: String| Delivery::not_sent(reason, started.elapsed());
-        let mut outbound = match protocol::encode(device.protocol, &device.topic, command, &correlation) {
+        let mut outbound = match protocol::encode(
+            device.protocol,
+            &device.topic,
+            command,
+            device.keys.get(&command.action).map(String::as_str),
+            &correlation,
+        ) {
             Ok(outbound) => outbound,
             Err(e) => return Ok(not_sent(e.to_string())),
         };

@@ -477,7 +477,14 @@ struct Wire {
 fn check_wire(catalog: &Catalog, requests: &[Request], seen: &[Seen], ended: Instant) -> Wire {
     let wire_of = |command: &Command| -> Option<(String, Vec<u8>)> {
         let device = catalog.device(&command.device)?;
-        let outbound = protocol::encode(device.protocol, &device.topic, command, &[]).ok()?;
+        let outbound = protocol::encode(
+            device.protocol,
+            &device.topic,
+            command,
+            device.keys.get(&command.action).map(String::as_str),
+            &[],
+        )
+        .ok()?;
         Some((outbound.topic, outbound.payload))
     };
     let is_command_topic = |topic: &str| topic.ends_with("/set") || topic.starts_with("cmnd/");
