@@ -3,7 +3,8 @@
 # Mosquitto (the real broker the tests talk to), its client tools, OpenSSL
 # (the TLS test makes its own certificates), cmake and libclang (whisper.cpp),
 # ALSA headers, espeak-ng and sox (synthesized test speech), systemd-analyze,
-# dpkg-dev (the Debian package), the aarch64 cross compiler (cross/ checks). Idempotent: installs only what is
+# dpkg-dev (the Debian package), the aarch64 cross compiler (cross/ checks),
+# Node.js and npm (Zigbee2MQTT's device definitions for the import test). Idempotent: installs only what is
 # missing, and runs `apt-get update` only when it has to install something.
 set -euo pipefail
 
@@ -31,6 +32,9 @@ command -v sox >/dev/null 2>&1 || need+=(sox)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # pip fetches the models from PyPI.
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+# The Zigbee2MQTT import test runs Zigbee2MQTT's own device definitions (npm).
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
@@ -43,4 +47,15 @@ fi
 # Debian starts a system-wide Mosquitto on :1883 after installing it. hearken's
 # tests start their own brokers on free ports and do not need it.
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install the Rust toolchain (rustup)" >&2; exit 1; }
+
+# Zigbee2MQTT's device definitions, the version pinned in tests/z2m/zhc-version,
+# cached outside the clone like the models (tests/tests/device_import.rs).
+zhc_version="$(cat "$(dirname "$0")/../tests/z2m/zhc-version")"
+zhc_dir="${XDG_CACHE_HOME:-$HOME/.cache}/hearken/npm/zigbee-herdsman-converters-$zhc_version"
+if [ ! -e "$zhc_dir/node_modules/zigbee-herdsman-converters/package.json" ]; then
+    echo "setup: installing zigbee-herdsman-converters $zhc_version into $zhc_dir" >&2
+    mkdir -p "$zhc_dir"
+    npm install --prefix "$zhc_dir" --no-audit --no-fund --ignore-scripts --loglevel=error \
+        "zigbee-herdsman-converters@$zhc_version" >/dev/null
+fi
 echo "setup: ok" >&2

@@ -32,7 +32,7 @@ pub(crate) enum DevicesCommand {
     /// Print a catalog of the devices Zigbee2MQTT or Tasmota publish on the
     /// broker (what was left out goes to stderr); exits 2 if it would not
     /// pass `devices check`.
-    Import(crate::import::ImportArgs),
+    Import(Box<crate::import::ImportArgs>),
 }
 
 /// Runs one `devices` subcommand.
@@ -46,7 +46,7 @@ pub(crate) fn run(command: DevicesCommand) -> anyhow::Result<ExitCode> {
             }
             Err(code) => Ok(code),
         },
-        DevicesCommand::Import(args) => crate::import::import(args),
+        DevicesCommand::Import(args) => crate::import::import(*args),
         DevicesCommand::Audio => {
             for device in capture::list_input_devices()? {
                 println!("{}", serde_json::to_string(&device)?);

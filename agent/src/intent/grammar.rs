@@ -803,7 +803,22 @@ fn setting(device: &Device, attr: Option<Attribute>, amount: Amount) -> Option<(
         Some(a) => {
             valued.iter().copied().filter(|action| a.action_words().iter().any(|w| action.contains(w))).collect()
         }
-        None => valued.clone(),
+        // "the lamp to 50 percent" is its brightness, though it has a colour temperature too.
+        None => match primary_attribute(device.kind) {
+            Some(a) if valued.len() > 1 => {
+                let primary: Vec<&String> = valued
+                    .iter()
+                    .copied()
+                    .filter(|action| a.action_words().iter().any(|w| action.contains(w)))
+                    .collect();
+                if primary.len() == 1 {
+                    primary
+                } else {
+                    valued.clone()
+                }
+            }
+            _ => valued.clone(),
+        },
     };
     // A cover's only setting is its position; "set the blinds to 40" needs no attribute word.
     let action = match (attr, chosen.as_slice()) {
@@ -814,6 +829,18 @@ fn setting(device: &Device, attr: Option<Attribute>, amount: Amount) -> Option<(
     let range = device.param(&action)?;
     let value = native_value(range, amount)?;
     Some((action, Some(value)))
+}
+
+/// The setting a bare value means for a kind ("the lamp to 50 percent").
+fn primary_attribute(kind: Option<Kind>) -> Option<Attribute> {
+    match kind? {
+        Kind::Light => Some(Attribute::Brightness),
+        Kind::Cover => Some(Attribute::Position),
+        Kind::MediaPlayer => Some(Attribute::Volume),
+        Kind::Fan => Some(Attribute::Speed),
+        Kind::Climate => Some(Attribute::Temperature),
+        _ => None,
+    }
 }
 
 /// A value in the device's own range: percentages scaled to a range that is

@@ -93,11 +93,29 @@ pub fn import(devices: &[u8], groups: Option<&[u8]>, base_topic: &str) -> Result
             }
         }
     }
+    qualify_repeated_names(&mut import.devices);
     make_unique(&mut import.devices);
     if import.devices.is_empty() {
         return Err(ImportError::Empty { skipped: import.skipped.len() });
     }
     Ok(import)
+}
+
+/// A name several areas share ("radiator" in the bedroom and the office) is
+/// said with its area ("bedroom radiator"); a name only one device has stays
+/// short, so that "the floor lamp" is the floor lamp.
+fn qualify_repeated_names(devices: &mut [ImportedDevice]) {
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for device in devices.iter() {
+        *count.entry(device.name.clone()).or_default() += 1;
+    }
+    for device in devices.iter_mut() {
+        if let Some(area) = &device.area {
+            if count[&device.name] > 1 && !device.name.contains(area.as_str()) {
+                device.name = format!("{area} {}", device.name);
+            }
+        }
+    }
 }
 
 fn parse_array(payload: &[u8], what: &str) -> Result<Vec<Value>, ImportError> {
@@ -108,8 +126,8 @@ fn parse_array(payload: &[u8], what: &str) -> Result<Vec<Value>, ImportError> {
     }
 }
 
-/// "kitchen/ceiling light" → (kitchen, "kitchen ceiling light"); an
-/// unnamed device (its IEEE address) is called by its description.
+/// "kitchen/ceiling light" → (kitchen, "ceiling light"); an unnamed device
+/// (its IEEE address) is called by its description.
 fn place_and_name(friendly: &str, definition: &Value) -> (Option<String>, String) {
     let spoken = |s: &str| s.replace(['_', '-'], " ").split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     if friendly.starts_with("0x") && friendly.len() >= 10 {
@@ -120,11 +138,7 @@ fn place_and_name(friendly: &str, definition: &Value) -> (Option<String>, String
     match parts.as_slice() {
         [] => (None, spoken(friendly)),
         [name] => (None, spoken(name)),
-        [.., area, name] => {
-            let (area, name) = (spoken(area), spoken(name));
-            let full = if name.contains(&area) { name } else { format!("{area} {name}") };
-            (Some(area), full)
-        }
+        [.., area, name] => (Some(spoken(area)), spoken(name)),
     }
 }
 
@@ -328,7 +342,7 @@ mod tests {
         let ids: Vec<&str> = import.devices.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["kitchen_ceiling_light", "hall_switch_left", "hall_switch_right", "front_door"]);
         let bulb = &import.devices[0];
-        assert_eq!(bulb.name, "kitchen ceiling light");
+        assert_eq!(bulb.name, "ceiling light");
         assert_eq!(bulb.area.as_deref(), Some("kitchen"));
         assert_eq!(bulb.actions, ["turn_on", "turn_off", "set_brightness", "set_color_temp"]);
         assert_eq!(bulb.params["set_color_temp"].min, 250);
