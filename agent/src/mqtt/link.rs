@@ -361,6 +361,7 @@ async fn drive_connections(options: rumqttc::v5::MqttOptions, wire: mpsc::Sender
         if wire.send(Wire::Session(client)).await.is_err() {
             return;
         }
+        let mut acks = QuickAcks::default();
         loop {
             match events.poll().await {
                 Ok(event) => {
@@ -368,6 +369,10 @@ async fn drive_connections(options: rumqttc::v5::MqttOptions, wire: mpsc::Sender
                     let disconnecting = matches!(event, Event::Outgoing(Outgoing::Disconnect));
                     if connected {
                         failures = 0;
+                        acks = QuickAcks::find(&options).await;
+                    }
+                    if matches!(event, Event::Incoming(_)) {
+                        acks.send();
                     }
                     if wire.send(Wire::Event(Box::new(event))).await.is_err() || disconnecting {
                         return;
@@ -384,6 +389,29 @@ async fn drive_connections(options: rumqttc::v5::MqttOptions, wire: mpsc::Sender
         drop(events);
         failures = failures.saturating_add(1);
         tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+/// The link's own sockets to the broker, found after each ConnAck, on which
+/// every packet read is acknowledged at once: a stock Mosquitto (Nagle on)
+/// otherwise holds a device's echo behind its PUBACK until Linux's delayed
+/// ACK fires, ~40 ms (see `hearken_quickack`).
+#[derive(Default)]
+struct QuickAcks {
+    sockets: Vec<std::os::fd::RawFd>,
+}
+
+impl QuickAcks {
+    async fn find(options: &rumqttc::v5::MqttOptions) -> QuickAcks {
+        let peers: Vec<std::net::SocketAddr> = match tokio::net::lookup_host(options.broker_address()).await {
+            Ok(addresses) => addresses.collect(),
+            Err(_) => return QuickAcks::default(),
+        };
+        QuickAcks { sockets: hearken_quickack::sockets_to(&peers) }
+    }
+
+    fn send(&mut self) {
+        self.sockets.retain(|&fd| hearken_quickack::quickack(fd));
     }
 }
 

@@ -64,7 +64,7 @@ impl Mosquitto {
         let dir = std::env::temp_dir().join(format!("hearken-mosquitto-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let config = format!(
-            "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 100000\nlog_dest stderr\n{extra}\n"
+            "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages 100000\nlog_dest stderr\n{extra}\n"
         );
         std::fs::write(dir.join("mosquitto.conf"), config)?;
         let mut broker = Mosquitto { port, dir, child: None };
