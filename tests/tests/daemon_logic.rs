@@ -13,8 +13,8 @@ use hearken_tests::rig::{acknowledged, audit_records, cmd, serial, Daemon, Devic
 use hearken_tests::{repo_file, write_file, Spy};
 use serde_json::{json, Value};
 
-/// A request the words leave to the model (200 fits its brightness and its colour temperature).
-const MODEL_REQUEST: &str = "set the kitchen light to 200";
+/// A request the words leave to the model (300 is past the light's brightness range).
+const MODEL_REQUEST: &str = "set the kitchen light to 300";
 
 fn config(dir: &Path, broker: &str, stt: &str, intent: &str, input: &Path) -> std::path::PathBuf {
     let text = format!(
@@ -38,7 +38,7 @@ fn a_model_answer_off_the_request_is_refused_and_nothing_of_it_is_published() {
     let other = r#"{"intent":"other","commands":[]}"#;
     let unlock = r#"{"intent":"control","commands":[{"device":"front_door_lock","action":"unlock"}]}"#;
     let brighter =
-        r#"{"intent":"control","commands":[{"device":"kitchen_light","action":"set_brightness","value":200}]}"#;
+        r#"{"intent":"control","commands":[{"device":"kitchen_light","action":"set_color_temp","value":300}]}"#;
     // The warm-up's answer, then one answer per request that asks the model.
     let chat = runtime.block_on(FakeEngine::chat(&[other, unlock, brighter], other)).unwrap();
     let stt = runtime.block_on(FakeEngine::stt(&[], "")).unwrap();
@@ -62,7 +62,7 @@ fn a_model_answer_off_the_request_is_refused_and_nothing_of_it_is_published() {
     assert!(refused["error"]["message"].as_str().unwrap().contains("front_door_lock"), "{refused}");
     assert_eq!(refused["commands"], json!([]));
     // A valid answer goes out and is acknowledged.
-    assert_eq!(acknowledged(line(2)), vec![cmd("kitchen_light", "set_brightness", json!(200))]);
+    assert_eq!(acknowledged(line(2)), vec![cmd("kitchen_light", "set_color_temp", json!(300))]);
     // Words alone settle the third request: the model is not asked for it.
     assert_eq!(acknowledged(line(3)), vec![cmd("porch_light", "turn_off", Value::Null)]);
     assert_eq!(chat.requests().len(), 3, "warm-up and the two model requests only");

@@ -418,7 +418,7 @@ fn outcomes<T>(served: &hearken::online::Served<T>) -> Vec<String> {
 }
 
 /// A request of the home catalog that the words alone do not settle.
-const MODEL_REQUEST: &str = "set the kitchen light to 200";
+const MODEL_REQUEST: &str = "set the kitchen light to 300";
 
 #[test]
 fn per_device_never_keeps_the_intent_stage_local() {

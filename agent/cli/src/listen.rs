@@ -63,7 +63,7 @@ pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let (heard_tx, mut heard_rx) = tokio::sync::mpsc::channel::<Heard>(8);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let metrics = Arc::new(Metrics::default());
-    let worker = audio::spawn_source(audio, heard_tx, stop.clone(), metrics.clone());
+    let worker = audio::spawn_source(audio, audio::UtteranceIds::default(), heard_tx, stop.clone(), metrics.clone());
     let source = if args.stdin { "stdin" } else { "mic" };
     let deadline = args.seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     loop {

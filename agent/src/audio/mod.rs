@@ -15,4 +15,4 @@ pub(crate) mod source;
 pub mod vad;
 
 pub use hearken_engine_api::wav::*;
-pub use source::{spawn as spawn_source, vad_config, Heard, Input, SourceError};
+pub use source::{spawn as spawn_source, vad_config, Heard, Input, SourceError, UtteranceIds};

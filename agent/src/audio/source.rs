@@ -32,7 +32,8 @@ pub enum SourceError {
     Vad(#[from] vad::VadError),
 }
 
-/// One utterance: speech as the VAD cut it, or a line of the text source.
+/// One utterance: speech as the VAD cut it, a line of the text source, or a
+/// text message.
 pub struct Heard {
     /// Sequential id, for the tracing span, the report and the audit record.
     pub id: u64,
@@ -40,12 +41,41 @@ pub struct Heard {
     pub input: Input,
     /// When it was emitted: end of speech plus the trailing silence, or when the line was read.
     pub at: Instant,
+    /// The speaker's room when the input says (a text message's `area`);
+    /// `None`: the daemon's `[audio] area`.
+    pub area: Option<String>,
+}
+
+/// Utterance ids shared by every input of one daemon, so that speech and
+/// text messages never share an id.
+#[derive(Clone, Debug)]
+pub struct UtteranceIds(Arc<AtomicU64>);
+
+impl Default for UtteranceIds {
+    fn default() -> UtteranceIds {
+        UtteranceIds(Arc::new(AtomicU64::new(1)))
+    }
+}
+
+impl UtteranceIds {
+    /// The next id.
+    pub fn next(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// What an utterance is made of.
 pub enum Input {
     /// The audio and where it lies in the stream.
     Speech(vad::Segment),
+    /// A text message on `hearken/<site>/text`: already addressed to hearken
+    /// (no wake phrase), answered with a `text_reply` event.
+    Message {
+        /// The request.
+        text: String,
+        /// The sender's id for the request, echoed in the reply.
+        request_id: Option<String>,
+    },
     /// A request as text (`audio.source = "text"`).
     Text {
         /// 1-based line number in the input.
@@ -76,6 +106,7 @@ pub fn vad_config(config: &AudioConfig) -> vad::VadConfig {
 /// set, or when the receiver is gone.
 pub fn spawn(
     config: AudioConfig,
+    ids: UtteranceIds,
     utterances: mpsc::Sender<Heard>,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -90,10 +121,9 @@ pub fn spawn(
         };
         let live = config.source == AudioSource::Microphone || config.realtime;
         let mut segmenter = vad::Segmenter::new(vad_config(&config))?;
-        let next_id = AtomicU64::new(1);
         let deliver = |segment: vad::Segment| -> bool {
             let input = Input::Speech(segment);
-            let heard = Heard { id: next_id.fetch_add(1, Ordering::Relaxed), input, at: Instant::now() };
+            let heard = Heard { id: ids.next(), input, at: Instant::now(), area: None };
             if live {
                 match utterances.try_send(heard) {
                     Ok(()) => true,
@@ -188,6 +218,7 @@ fn read_input(
 /// skipped. It ends at the end of the input or when `stop` is set.
 pub fn spawn_text(
     config: AudioConfig,
+    ids: UtteranceIds,
     max_chars: usize,
     utterances: mpsc::Sender<Heard>,
     stop: Arc<AtomicBool>,
@@ -214,15 +245,13 @@ pub fn spawn_text(
             }
             Ok(())
         });
-        let mut next_id = 1;
         while !stop.load(Ordering::Relaxed) {
             let (line, text) = match lines_rx.recv_timeout(STOP_POLL) {
                 Ok(line) => line,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            let heard = Heard { id: next_id, input: Input::Text { line, text }, at: Instant::now() };
-            next_id += 1;
+            let heard = Heard { id: ids.next(), input: Input::Text { line, text }, at: Instant::now(), area: None };
             if utterances.blocking_send(heard).is_err() {
                 break;
             }

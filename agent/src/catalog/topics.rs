@@ -16,6 +16,12 @@ pub fn listen(site: &str) -> String {
     format!("hearken/{site}/listen")
 }
 
+/// Requests as text (from an automation, a chat bridge, a wall tablet): the
+/// same limits, intent stage, confirmation, audit and events as speech.
+pub fn text(site: &str) -> String {
+    format!("hearken/{site}/text")
+}
+
 /// Confirmations of held commands (`confirm` / `cancel`, optionally with an id).
 pub fn confirm(site: &str) -> String {
     format!("hearken/{site}/confirm")

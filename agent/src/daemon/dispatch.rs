@@ -202,5 +202,6 @@ async fn dispatch_one(
     }
     report.commands = Some(Value::Array(outcomes));
     tracing::info!(mqtt_ms = millis(mqtt), "commands resolved");
+    report.reply(link).await;
     let _ = reports.send(Value::Object(report.to_map())).await;
 }

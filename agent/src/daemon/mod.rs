@@ -183,10 +183,12 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     };
     let (utterances_tx, utterances_rx) = mpsc::channel(config.audio.queue_utterances);
     let stop_source = Arc::new(AtomicBool::new(false));
+    let ids = source::UtteranceIds::default();
     let source = if config.audio.source == AudioSource::Text {
-        source::spawn_text(config.audio.clone(), config.limits.max_request_chars, utterances_tx, stop_source.clone())
+        let max_chars = config.limits.max_request_chars;
+        source::spawn_text(config.audio.clone(), ids.clone(), max_chars, utterances_tx, stop_source.clone())
     } else {
-        source::spawn(config.audio.clone(), utterances_tx, stop_source.clone(), metrics.clone())
+        source::spawn(config.audio.clone(), ids.clone(), utterances_tx, stop_source.clone(), metrics.clone())
     };
     let (dispatch_tx, dispatch_rx) = mpsc::channel(DISPATCH_QUEUE);
     let rate_limits =
@@ -217,6 +219,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         },
         online: online.clone(),
         lane: LocalLane::default(),
+        ids,
     };
     let mut worker = tokio::spawn(worker.run(utterances_rx, control_rx));
 

@@ -19,6 +19,15 @@ pub(crate) struct Report {
     /// The line of the text source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// How a request that was not heard came: `mqtt` (`hearken/<site>/text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
+    /// The sender's id of a text message, echoed in its reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The speaker's room the request came with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
     /// Where the speech started in the input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_ms: Option<u64>,
@@ -104,7 +113,7 @@ pub(crate) struct Latency {
 /// A stage that failed for this utterance.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct StageError {
-    /// `stt`, `limits`, `intent` or `validation`.
+    /// `stt`, `limits`, `input`, `intent` or `validation`.
     pub stage: &'static str,
     /// What went wrong.
     pub message: String,
@@ -122,6 +131,45 @@ impl Report {
     /// The latencies, created on first use.
     pub fn latency(&mut self) -> &mut Latency {
         self.latency_ms.get_or_insert_with(Latency::default)
+    }
+
+    /// The `text_reply` event that answers a text message with this report
+    /// (its final one: outcomes included); `None` for speech and text lines.
+    pub fn text_reply(&self, site: &str) -> Option<Value> {
+        self.via?;
+        let mut event = Map::new();
+        event.insert("type".into(), "text_reply".into());
+        event.insert("site".into(), site.into());
+        event.insert("ts".into(), crate::now_rfc3339().into());
+        let fields = self.to_map();
+        for key in [
+            "utterance",
+            "request_id",
+            "text",
+            "commands",
+            "needs_confirmation",
+            "confirmation",
+            "no_command_reason",
+            "explanation",
+            "audit_seq",
+        ] {
+            if let Some(value) = fields.get(key) {
+                event.insert(key.into(), value.clone());
+            }
+        }
+        if let Some(error) = &self.error {
+            event.insert("stage".into(), error.stage.into());
+            event.insert("error".into(), error.message.clone().into());
+        }
+        Some(Value::Object(event))
+    }
+
+    /// Publishes the reply to a text message on the events topic (nothing
+    /// for other inputs).
+    pub async fn reply(&self, link: &crate::mqtt::CommandLink) {
+        if let Some(event) = self.text_reply(&link.catalog().site) {
+            let _ = link.publish_event(link.catalog().events_topic(), event.to_string().into_bytes()).await;
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use super::dispatch::Dispatch;
 use super::metrics::Metrics;
 use super::report::{Report, StageError};
 use super::Reports;
-use crate::audio::source::{Heard, Input};
+use crate::audio::source::{Heard, Input, UtteranceIds};
 use crate::audit::AuditLog;
 use crate::catalog::command::Command;
 use crate::config::{ActivationMode, Config};
@@ -69,6 +69,8 @@ pub struct Worker {
     pub online: Option<Arc<Online>>,
     /// The local engines' lane.
     pub lane: LocalLane,
+    /// Utterance ids, shared with the source: text messages get theirs here.
+    pub ids: UtteranceIds,
 }
 
 /// What utterances handled at once share.
@@ -143,19 +145,9 @@ impl Worker {
                 biased;
                 heard = utterances.recv() => match heard {
                     Some(heard) => {
-                        let span = tracing::info_span!("utterance", id = heard.id);
-                        if at_once == 1 {
-                            worker.handle(heard, &state).instrument(span).await;
-                        } else {
-                            // Waits while `at_once` utterances are in hand: the channel backs up.
-                            let Ok(slot) = slots.clone().acquire_owned().await else { break };
-                            let (worker, state) = (worker.clone(), state.clone());
-                            handling.spawn(async move {
-                                worker.handle(heard, &state).instrument(span).await;
-                                drop(slot);
-                            });
+                        if !Worker::take(&worker, heard, &state, at_once, &slots, &mut handling).await {
+                            break;
                         }
-                        while handling.try_join_next().is_some() {}
                     }
                     None => break,
                 },
@@ -173,6 +165,13 @@ impl Worker {
                         let decision = if confirm { Decision::Confirmed } else { Decision::Cancelled };
                         worker.resolve_pending(&state, id, decision, DecidedBy::Mqtt, Instant::now()).await;
                     }
+                    Some(Control::Text { text, request_id, area }) => {
+                        let input = Input::Message { text, request_id };
+                        let heard = Heard { id: worker.ids.next(), input, at: Instant::now(), area };
+                        if !Worker::take(&worker, heard, &state, at_once, &slots, &mut handling).await {
+                            break;
+                        }
+                    }
                     None => control_open = false,
                 },
                 changed = intent_endpoint.changed() => {
@@ -188,6 +187,32 @@ impl Worker {
         }
         while handling.join_next().await.is_some() {}
         worker.resolve_pending(&state, None, Decision::Cancelled, DecidedBy::Shutdown, Instant::now()).await;
+    }
+
+    /// Handles one utterance: here, or beside others when the online tier
+    /// lets several run at once (waiting while that many are in hand, so the
+    /// inputs back up). `false` when the worker is shutting down.
+    async fn take(
+        worker: &Arc<Worker>,
+        heard: Heard,
+        state: &Arc<State>,
+        at_once: usize,
+        slots: &Arc<tokio::sync::Semaphore>,
+        handling: &mut tokio::task::JoinSet<()>,
+    ) -> bool {
+        let span = tracing::info_span!("utterance", id = heard.id);
+        if at_once == 1 {
+            worker.handle(heard, state).instrument(span).await;
+        } else {
+            let Ok(slot) = slots.clone().acquire_owned().await else { return false };
+            let (worker, state) = (worker.clone(), state.clone());
+            handling.spawn(async move {
+                worker.handle(heard, &state).instrument(span).await;
+                drop(slot);
+            });
+        }
+        while handling.try_join_next().is_some() {}
+        true
     }
 
     fn activation_window(&self) -> Duration {
@@ -297,7 +322,10 @@ impl Worker {
         turn: &mut Option<Turn>,
     ) -> (Result<Interpretation, NluError>, Leg) {
         let thresholds = Thresholds::of(&self.config.online);
-        let planned = self.interpreter.plan(request);
+        let planned = match &heard.area {
+            Some(area) => self.interpreter.plan_in(request, Some(area)),
+            None => self.interpreter.plan(request),
+        };
         let preview = planned.preview(self.interpreter.catalog());
         let route = match &self.online {
             None => Route::local(Reason::OnlineOff),
@@ -333,9 +361,16 @@ impl Worker {
         report.latency().queue = Some(millis(queue));
         // `turn` is this utterance's hold on the local engines, once it needs them.
         let mut turn = None;
+        report.area = heard.area.clone();
         let (transcript, samples) = match &heard.input {
             Input::Text { line, text } => {
                 report.line = Some(*line);
+                report.route = Some(Map::new());
+                (SttResult { text: text.clone(), latency: Duration::ZERO }, None)
+            }
+            Input::Message { text, request_id } => {
+                report.via = Some("mqtt");
+                report.request_id = request_id.clone();
                 report.route = Some(Map::new());
                 (SttResult { text: text.clone(), latency: Duration::ZERO }, None)
             }
@@ -365,6 +400,14 @@ impl Worker {
             return self.not_handled(report, "limits", &error, &heard).await;
         }
         report.text = Some(transcript.text.clone());
+        if let Some(area) = &heard.area {
+            let areas = &self.interpreter.catalog().areas;
+            if !areas.iter().any(|a| &a.name == area) {
+                let known: Vec<&str> = areas.iter().map(|a| a.name.as_str()).collect();
+                let error = format!("unknown area '{area}' (the catalog's areas: {})", known.join(", "));
+                return self.not_handled(report, "input", &error, &heard).await;
+            }
+        }
 
         // A spoken answer to a pending confirmation.
         let pending = state.conversation().is_pending();
@@ -379,8 +422,14 @@ impl Worker {
             }
         }
 
-        // Activation.
-        let request = match self.activated(&transcript.text, state) {
+        // Activation: a text message is addressed to hearken already.
+        let message = matches!(heard.input, Input::Message { .. });
+        let activated = if message {
+            Some(self.request_after_activation(&transcript.text))
+        } else {
+            self.activated(&transcript.text, state)
+        };
+        let request = match activated {
             Some(request) => request,
             None => {
                 report.activated = Some(false);
@@ -612,8 +661,9 @@ impl Worker {
         }
     }
 
-    /// Prints the report line.
+    /// Prints the report line (and answers a text message with it).
     async fn send_report(&self, report: &Report) {
+        report.reply(&self.link).await;
         let _ = self.reports.send(Value::Object(report.to_map())).await;
     }
 

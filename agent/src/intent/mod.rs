@@ -1483,11 +1483,22 @@ mod tests {
     fn the_model_chooses_only_among_actions_the_words_allow() {
         let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
         let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
-        // A number that fits a setting leaves only the settings it fits.
+        // A bare number to a light is its brightness, though it has a colour temperature too.
         let Plan::Ask(asked) = interpreter.plan_words("at the kitchen light right us to 200", None) else {
             panic!("no plan")
         };
-        assert_eq!(asked.narrowed[0].actions, ["set_brightness", "set_color_temp"]);
+        assert_eq!(
+            asked.settled,
+            [Command { device: "kitchen_light".into(), action: "set_brightness".into(), value: Some(200) }]
+        );
+        // Said with its attribute, the colour temperature.
+        let Plan::Ask(asked) = interpreter.plan_words("kitchen light colour temperature 300", None) else {
+            panic!("no plan")
+        };
+        assert_eq!(
+            asked.settled,
+            [Command { device: "kitchen_light".into(), action: "set_color_temp".into(), value: Some(300) }]
+        );
         // "off" is never play: the music (what can play) pauses.
         let Plan::Ask(asked) = interpreter.plan_words("turn off the music", None) else { panic!("no plan") };
         assert_eq!(asked.settled, [Command { device: "kitchen_speaker".into(), action: "pause".into(), value: None }]);

@@ -1,5 +1,6 @@
-//! Control messages over MQTT: push-to-talk triggers on `hearken/<site>/listen`
-//! and confirmations on `hearken/<site>/confirm`. A connection of its own
+//! Control messages over MQTT: push-to-talk triggers on `hearken/<site>/listen`,
+//! confirmations on `hearken/<site>/confirm` and text requests on
+//! `hearken/<site>/text`. A connection of its own
 //! (clean start, nothing retained is acted on), so the command link stays
 //! publish-and-acknowledge only.
 
@@ -17,6 +18,15 @@ use crate::mqtt::{BrokerOptions, MqttError};
 pub enum Control {
     /// Accept the next utterance (push-to-talk).
     Listen,
+    /// A request as text, from `hearken/<site>/text`.
+    Text {
+        /// The request.
+        text: String,
+        /// The sender's id for it, echoed in the `text_reply` event.
+        request_id: Option<String>,
+        /// The speaker's room, when the sender knows it.
+        area: Option<String>,
+    },
     /// Confirm (`true`) or cancel (`false`) the pending confirmation `id`
     /// (`None`: whichever is pending).
     Confirm {
@@ -35,6 +45,34 @@ pub fn listen_topic(site: &str) -> String {
 /// The confirmation topic of a site.
 pub fn confirm_topic(site: &str) -> String {
     crate::catalog::topics::confirm(site)
+}
+
+/// The text request topic of a site.
+pub fn text_topic(site: &str) -> String {
+    crate::catalog::topics::text(site)
+}
+
+/// Parses a text request: the request itself as UTF-8, or
+/// `{"text": "…", "id": "…", "area": "…"}` (`id` and `area` optional).
+/// `None` for an empty request or a payload that is neither.
+pub fn parse_text_request(payload: &[u8]) -> Option<Control> {
+    let raw = std::str::from_utf8(payload).ok()?.trim();
+    let control = match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(fields)) => Control::Text {
+            text: fields.get("text")?.as_str()?.trim().to_owned(),
+            request_id: fields.get("id").and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+            area: fields.get("area").and_then(|v| v.as_str()).map(str::to_owned),
+        },
+        _ => Control::Text { text: raw.to_owned(), request_id: None, area: None },
+    };
+    match &control {
+        Control::Text { text, .. } if text.is_empty() => None,
+        _ => Some(control),
+    }
 }
 
 /// Parses a confirmation payload: `confirm` / `cancel`, or
@@ -62,6 +100,7 @@ pub fn start(broker: &BrokerOptions, site: &str, sink: mpsc::Sender<Control>) ->
     let (client, mut events) = AsyncClient::new(options, 64);
     let listen = listen_topic(site);
     let confirm = confirm_topic(site);
+    let text = text_topic(site);
     tokio::spawn(async move {
         loop {
             match events.poll().await {
@@ -69,6 +108,7 @@ pub fn start(broker: &BrokerOptions, site: &str, sink: mpsc::Sender<Control>) ->
                     let filters = vec![
                         Filter::new(listen.clone(), QoS::AtLeastOnce),
                         Filter::new(confirm.clone(), QoS::AtLeastOnce),
+                        Filter::new(text.clone(), QoS::AtLeastOnce),
                     ];
                     if let Err(e) = client.try_subscribe_many(filters) {
                         tracing::warn!("cannot subscribe to control topics: {e}");
@@ -80,8 +120,13 @@ pub fn start(broker: &BrokerOptions, site: &str, sink: mpsc::Sender<Control>) ->
                         continue;
                     }
                     let topic = String::from_utf8_lossy(&publish.topic);
-                    let control =
-                        if topic == listen { Some(Control::Listen) } else { parse_confirmation(&publish.payload) };
+                    let control = if topic == listen {
+                        Some(Control::Listen)
+                    } else if topic == text {
+                        parse_text_request(&publish.payload)
+                    } else {
+                        parse_confirmation(&publish.payload)
+                    };
                     match control {
                         Some(control) => {
                             if sink.send(control).await.is_err() {
@@ -109,6 +154,25 @@ pub fn start(broker: &BrokerOptions, site: &str, sink: mpsc::Sender<Control>) ->
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn text_request_payloads() {
+        assert_eq!(
+            parse_text_request(b" turn on the porch light \n"),
+            Some(Control::Text { text: "turn on the porch light".into(), request_id: None, area: None })
+        );
+        assert_eq!(
+            parse_text_request(br#"{"text": "lights off", "id": 7, "area": "kitchen"}"#),
+            Some(Control::Text {
+                text: "lights off".into(),
+                request_id: Some("7".into()),
+                area: Some("kitchen".into())
+            })
+        );
+        assert_eq!(parse_text_request(b"  "), None);
+        assert_eq!(parse_text_request(br#"{"id": "x"}"#), None);
+        assert_eq!(parse_text_request(b"\xff\xfe"), None);
+    }
 
     #[test]
     fn confirmation_payloads() {
