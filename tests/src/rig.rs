@@ -177,8 +177,17 @@ impl Devices {
 
     /// The simulator with more flags (latency, faults).
     pub fn start_with(broker: &str, flags: &[&str]) -> Devices {
+        Devices::spawn(broker, &repo_file("devices/home.toml"), flags)
+    }
+
+    /// The simulator for another catalog.
+    pub fn start_catalog(broker: &str, catalog: &Path) -> Devices {
+        Devices::spawn(broker, catalog, &[])
+    }
+
+    fn spawn(broker: &str, catalog: &Path, flags: &[&str]) -> Devices {
         let mut child = Command::new(hearken_bin())
-            .args(["simulate", "--broker", broker, "--catalog", repo_file("devices/home.toml").to_str().unwrap()])
+            .args(["simulate", "--broker", broker, "--catalog", catalog.to_str().unwrap()])
             .args(flags)
             .stdout(Stdio::piped())
             .spawn()

@@ -22,6 +22,11 @@ pub fn text(site: &str) -> String {
     format!("hearken/{site}/text")
 }
 
+/// A message here makes the daemon read its catalog file again.
+pub fn catalog_reload(site: &str) -> String {
+    format!("hearken/{site}/catalog/reload")
+}
+
 /// Confirmations of held commands (`confirm` / `cancel`, optionally with an id).
 pub fn confirm(site: &str) -> String {
     format!("hearken/{site}/confirm")

@@ -123,8 +123,8 @@ async fn record_late_ack(
     if let Err(e) = audit.append("late_ack", body) {
         tracing::error!(error = %e, "cannot write the audit log");
     }
-    let event = events::late_ack_event(&link.catalog().site, &command, late, audit_ref);
-    let _ = link.publish_event(link.catalog().events_topic(), event.to_string().into_bytes()).await;
+    let event = events::late_ack_event(link.site(), &command, late, audit_ref);
+    let _ = link.publish_event(link.events_topic(), event.to_string().into_bytes()).await;
 }
 
 async fn dispatch_one(
@@ -164,7 +164,7 @@ async fn dispatch_one(
     let mqtt = started.elapsed();
     let mut outcomes = Vec::new();
     let mut last_ack: Option<Instant> = None;
-    let events_topic = link.catalog().events_topic();
+    let events_topic = link.events_topic();
     for (command, delivered) in commands.iter().zip(deliveries) {
         let (delivery, at) =
             delivered.unwrap_or_else(|| (Delivery::not_sent("the send task failed", Duration::ZERO), Instant::now()));
@@ -181,7 +181,7 @@ async fn dispatch_one(
         if let Err(e) = audit.append("outcome", body) {
             tracing::error!(error = %e, "cannot write the audit log");
         }
-        let event = events::outcome_event(&link.catalog().site, command, &delivery, audit_ref);
+        let event = events::outcome_event(link.site(), command, &delivery, audit_ref);
         let _ = link.publish_event(events_topic.clone(), event.to_string().into_bytes()).await;
         outcomes.push(outcome);
     }

@@ -17,6 +17,7 @@
 mod dispatch;
 pub mod metrics;
 mod notify;
+mod reload;
 mod report;
 mod worker;
 
@@ -45,6 +46,12 @@ use crate::policy::rate_limit::RateLimits;
 /// Errors that stop the daemon (everything per utterance is reported and audited instead).
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// The SIGHUP handler cannot be installed.
+    #[error("cannot handle SIGHUP (catalog reload): {source}")]
+    Signal {
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -136,7 +143,8 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     let broker = config.broker_options()?;
     let link = CommandLink::start_bounded(&broker, catalog.clone(), config.limits.mqtt_in_flight)?;
     let (control_tx, control_rx) = mpsc::channel(16);
-    control::start(&broker, &catalog.site, control_tx)?;
+    control::start(&broker, &catalog.site, control_tx.clone())?;
+    reload_on_sighup(control_tx)?;
 
     notifier.status("starting engines");
     let stt = Arc::new(start_engine("stt", &config.stt, &config)?);
@@ -158,11 +166,11 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     // part of starting up (slow on a loaded box), so it gets the startup
     // timeout; utterances then get the request timeout.
     let startup_timeout = Duration::from_millis(config.engines.startup_timeout_ms);
-    let interpreter = Arc::new(Interpreter::new(
+    let interpreter = Interpreter::new(
         (*catalog).clone(),
         intent_client(startup_timeout)?,
         InterpreterConfig { max_commands: config.limits.max_commands, area, ..InterpreterConfig::default() },
-    ));
+    );
     interpreter.warm_up().await.map_err(DaemonError::IntentEngine)?;
     interpreter.set_client(intent_client(config.intent.timeout())?);
     let broker_connected = link.wait_connected(Duration::from_millis(config.broker.connect_timeout_ms)).await.is_ok();
@@ -203,7 +211,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     ));
     let worker = worker::Worker {
         config: config.clone(),
-        interpreter,
+        site: std::sync::RwLock::new(Arc::new(worker::SiteView::new(interpreter, &config))),
         stt: stt.clone(),
         intent: intent.clone(),
         audit: audit.clone(),
@@ -211,12 +219,6 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         reports: reports.clone(),
         dispatch: dispatch_tx,
         link: link.clone(),
-        stt_prompt: config.stt.prompt_from_catalog.then(|| crate::stt::catalog_prompt(&catalog)),
-        stt_retry_prompts: if config.stt.retry_with_catalog_prompt && !config.stt.prompt_from_catalog {
-            crate::stt::prompts(&catalog)
-        } else {
-            Vec::new()
-        },
         online: online.clone(),
         lane: LocalLane::default(),
         ids,
@@ -356,4 +358,19 @@ fn start_engine(name: &'static str, engine: &EngineConfig, config: &Config) -> R
         }
     }
     Ok(Supervisor::local(name, EngineSpec { binary, args }, config.engines.clone()))
+}
+
+/// `systemctl reload hearken` (SIGHUP) reads the catalog file again; without
+/// this, SIGHUP would end the daemon.
+fn reload_on_sighup(control: mpsc::Sender<control::Control>) -> Result<(), DaemonError> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|source| DaemonError::Signal { source })?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if control.send(control::Control::Reload { trigger: "sighup" }).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
 }

@@ -167,8 +167,8 @@ impl Report {
     /// Publishes the reply to a text message on the events topic (nothing
     /// for other inputs).
     pub async fn reply(&self, link: &crate::mqtt::CommandLink) {
-        if let Some(event) = self.text_reply(&link.catalog().site) {
-            let _ = link.publish_event(link.catalog().events_topic(), event.to_string().into_bytes()).await;
+        if let Some(event) = self.text_reply(link.site()) {
+            let _ = link.publish_event(link.events_topic(), event.to_string().into_bytes()).await;
         }
     }
 }

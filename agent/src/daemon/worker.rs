@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use super::dispatch::Dispatch;
 use super::metrics::Metrics;
+use super::reload;
 use super::report::{Report, StageError};
 use super::Reports;
 use crate::audio::source::{Heard, Input, UtteranceIds};
@@ -44,8 +45,9 @@ use crate::stt::{SttClient, SttResult};
 pub struct Worker {
     /// The daemon's configuration.
     pub config: Config,
-    /// The intent stage (client swapped when the engine restarts).
-    pub interpreter: Arc<Interpreter>,
+    /// What the catalog makes of the stages: replaced whole by a reload,
+    /// never while an utterance is in hand.
+    pub site: std::sync::RwLock<Arc<SiteView>>,
     /// The speech engine.
     pub stt: Arc<Supervisor>,
     /// The intent engine.
@@ -60,17 +62,38 @@ pub struct Worker {
     pub dispatch: mpsc::Sender<Dispatch>,
     /// Events go out through the MQTT link.
     pub link: crate::mqtt::CommandLink,
-    /// The recognizer's initial prompt: the catalog's names, so it hears "porch light", not "boat light".
-    pub stt_prompt: Option<String>,
-    /// The prompts of further transcriptions of an utterance whose first reading
-    /// misses something, in order (see [`crate::stt::second_hearing`]); empty: none.
-    pub stt_retry_prompts: Vec<String>,
     /// The online fallback, when configured and allowed by the privacy policy.
     pub online: Option<Arc<Online>>,
     /// The local engines' lane.
     pub lane: LocalLane,
     /// Utterance ids, shared with the source: text messages get theirs here.
     pub ids: UtteranceIds,
+}
+
+/// The stages as one catalog makes them: the interpreter (its words, its
+/// prompt) and the recognizer's prompts.
+pub struct SiteView {
+    /// The intent stage (client swapped when the engine restarts).
+    pub interpreter: Arc<Interpreter>,
+    /// The recognizer's initial prompt: the catalog's names, so it hears "porch light", not "boat light".
+    pub stt_prompt: Option<String>,
+    /// The prompts of further transcriptions of an utterance whose first reading
+    /// misses something, in order (see [`crate::stt::second_hearing`]); empty: none.
+    pub stt_retry_prompts: Vec<String>,
+}
+
+impl SiteView {
+    /// The view of `interpreter`'s catalog under the daemon's speech settings.
+    pub fn new(interpreter: Interpreter, config: &Config) -> SiteView {
+        let catalog = interpreter.catalog();
+        let stt_prompt = config.stt.prompt_from_catalog.then(|| crate::stt::catalog_prompt(catalog));
+        let stt_retry_prompts = if config.stt.retry_with_catalog_prompt && !config.stt.prompt_from_catalog {
+            crate::stt::prompts(catalog)
+        } else {
+            Vec::new()
+        };
+        SiteView { interpreter: Arc::new(interpreter), stt_prompt, stt_retry_prompts }
+    }
 }
 
 /// What utterances handled at once share.
@@ -165,6 +188,11 @@ impl Worker {
                         let decision = if confirm { Decision::Confirmed } else { Decision::Cancelled };
                         worker.resolve_pending(&state, id, decision, DecidedBy::Mqtt, Instant::now()).await;
                     }
+                    Some(Control::Reload { trigger }) => {
+                        // Between utterances: the ones in hand finish on the catalog they began with.
+                        while handling.join_next().await.is_some() {}
+                        worker.reload_catalog(&state, trigger).await;
+                    }
                     Some(Control::Text { text, request_id, area }) => {
                         let input = Input::Message { text, request_id };
                         let heard = Heard { id: worker.ids.next(), input, at: Instant::now(), area };
@@ -215,6 +243,78 @@ impl Worker {
         true
     }
 
+    /// Reads the catalog file again and, if it passes, serves it from the
+    /// next utterance on: the link subscribes to its devices first, the
+    /// interpreter's words and the recognizer's prompts are rebuilt, the
+    /// engine's prompt cache warmed for it; the engines keep running. A
+    /// pending confirmation for a device that is gone is cancelled. Loaded or
+    /// refused, the reload is audited and published.
+    async fn reload_catalog(&self, state: &State, trigger: &'static str) {
+        let started = Instant::now();
+        let site = self.site();
+        let loaded = match reload::prepare(&self.config, site.interpreter.catalog()) {
+            Ok(loaded) => loaded,
+            Err(error) => return self.catalog_rejected(trigger, &error).await,
+        };
+        let catalog = Arc::new(loaded.catalog.clone());
+        if let Err(e) = self.link.use_catalog(catalog.clone()).await {
+            return self.catalog_rejected(trigger, &e.to_string()).await;
+        }
+        let interpreter = site.interpreter.for_catalog(loaded.catalog);
+        if let Err(e) = interpreter.warm_up().await {
+            tracing::warn!(error = %e, "intent engine warm-up for the new catalog failed");
+        }
+        *self.site.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(SiteView::new(interpreter, &self.config));
+        let orphaned = state.conversation().take_orphaned(|id| catalog.device(id).is_some());
+        if let Some(pending) = orphaned {
+            self.conclude(pending, Decision::Cancelled, DecidedBy::CatalogReload, Instant::now()).await;
+        }
+        let took = millis(started.elapsed());
+        tracing::info!(sha256 = %loaded.sha256, devices = catalog.devices.len(), took_ms = took, trigger, "catalog reloaded");
+        let mut body = Map::new();
+        body.insert("trigger".into(), json!(trigger));
+        body.insert("sha256".into(), json!(loaded.sha256));
+        body.insert("devices".into(), json!(catalog.devices.len()));
+        body.insert("added".into(), json!(loaded.added));
+        body.insert("removed".into(), json!(loaded.removed));
+        let seq = self.audit.append("catalog_loaded", body.clone()).ok();
+        self.metrics.count("catalog_reloads", "loaded");
+        body.insert("type".into(), json!("catalog_loaded"));
+        body.insert("site".into(), json!(self.link.site()));
+        body.insert("ts".into(), json!(crate::now_rfc3339()));
+        body.insert("audit_seq".into(), json!(seq));
+        let _ = self
+            .link
+            .publish_event(self.link.events_topic(), Value::Object(body.clone()).to_string().into_bytes())
+            .await;
+        body.insert("took_ms".into(), json!(took));
+        let _ = self.reports.send(json!({"catalog": body})).await;
+    }
+
+    /// A reload that did not happen: the old catalog keeps serving.
+    async fn catalog_rejected(&self, trigger: &'static str, error: &str) {
+        tracing::warn!(error, trigger, "catalog reload refused; the old catalog keeps serving");
+        let mut body = Map::new();
+        body.insert("trigger".into(), json!(trigger));
+        body.insert("reason".into(), json!(error));
+        let seq = self.audit.append("catalog_rejected", body.clone()).ok();
+        self.metrics.count("catalog_reloads", "rejected");
+        body.insert("type".into(), json!("catalog_rejected"));
+        body.insert("site".into(), json!(self.link.site()));
+        body.insert("ts".into(), json!(crate::now_rfc3339()));
+        body.insert("audit_seq".into(), json!(seq));
+        let _ = self
+            .link
+            .publish_event(self.link.events_topic(), Value::Object(body.clone()).to_string().into_bytes())
+            .await;
+        let _ = self.reports.send(json!({"catalog": body})).await;
+    }
+
+    /// The stages as the current catalog makes them.
+    fn site(&self) -> Arc<SiteView> {
+        self.site.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn activation_window(&self) -> Duration {
         Duration::from_millis(self.config.activation.window_ms)
     }
@@ -226,9 +326,10 @@ impl Worker {
         }
         match ChatClient::new(&endpoint.url, endpoint.token.clone(), "local", self.config.intent.timeout()) {
             Ok(client) => {
-                self.interpreter.set_client(client);
+                let site = self.site();
+                site.interpreter.set_client(client);
                 state.intent_generation.store(endpoint.generation, Ordering::Relaxed);
-                if let Err(e) = self.interpreter.warm_up().await {
+                if let Err(e) = site.interpreter.warm_up().await {
                     tracing::warn!(error = %e, "intent engine warm-up failed");
                 }
             }
@@ -294,7 +395,8 @@ impl Worker {
             }
         };
         let mut leg = Leg::new(route);
-        let prompt = self.stt_prompt.as_deref();
+        let site = self.site();
+        let prompt = site.stt_prompt.as_deref();
         if let (Place::Online, Some(online)) = (route.place, &self.online) {
             let served = online.transcribe(samples, prompt, online.deadline(heard.at)).await;
             if let Some(transcript) = leg.served(served, "stt") {
@@ -322,11 +424,12 @@ impl Worker {
         turn: &mut Option<Turn>,
     ) -> (Result<Interpretation, NluError>, Leg) {
         let thresholds = Thresholds::of(&self.config.online);
+        let site = self.site();
         let planned = match &heard.area {
-            Some(area) => self.interpreter.plan_in(request, Some(area)),
-            None => self.interpreter.plan(request),
+            Some(area) => site.interpreter.plan_in(request, Some(area)),
+            None => site.interpreter.plan(request),
         };
-        let preview = planned.preview(self.interpreter.catalog());
+        let preview = planned.preview(site.interpreter.catalog());
         let route = match &self.online {
             None => Route::local(Reason::OnlineOff),
             // Settled by the words alone: no engine is asked, so nothing waits for one.
@@ -339,7 +442,7 @@ impl Worker {
         };
         let mut leg = Leg::new(route);
         if let (Place::Online, Some(online)) = (route.place, &self.online) {
-            let served = online.interpret(&self.interpreter, &planned, online.deadline(heard.at)).await;
+            let served = online.interpret(&site.interpreter, &planned, online.deadline(heard.at)).await;
             if let Some(interpretation) = leg.served(served, "intent") {
                 return (Ok(interpretation), leg);
             }
@@ -401,7 +504,8 @@ impl Worker {
         }
         report.text = Some(transcript.text.clone());
         if let Some(area) = &heard.area {
-            let areas = &self.interpreter.catalog().areas;
+            let site = self.site();
+            let areas = &site.interpreter.catalog().areas;
             if !areas.iter().any(|a| &a.name == area) {
                 let known: Vec<&str> = areas.iter().map(|a| a.name.as_str()).collect();
                 let error = format!("unknown area '{area}' (the catalog's areas: {})", known.join(", "));
@@ -473,11 +577,12 @@ impl Worker {
         if let Some((client, samples)) = &local_client {
             let request_of = |text: &str| Some(self.request_after_activation(text));
             let first = (transcript.text.clone(), interpretation);
+            let site = self.site();
             let again = hear_until_complete(
                 client,
-                &self.interpreter,
+                &site.interpreter,
                 samples,
-                &self.stt_retry_prompts,
+                &site.stt_retry_prompts,
                 &request,
                 first,
                 request_of,
@@ -549,7 +654,8 @@ impl Worker {
 
     /// Interprets, waiting once for a restarting intent engine when the model was needed.
     async fn interpret(&self, planned: &Planned, state: &State) -> Result<Interpretation, NluError> {
-        match self.interpreter.interpret_planned(planned).await {
+        let site = self.site();
+        match site.interpreter.interpret_planned(planned).await {
             Err(NluError::Engine(e)) => {
                 tracing::warn!(error = %e, "intent engine unavailable; waiting for it");
                 let wait = Duration::from_millis(self.config.engines.wait_for_engine_ms);
@@ -557,7 +663,7 @@ impl Worker {
                 if let Some(endpoint) = self.intent.wait_up(wait).await {
                     self.use_intent_engine(&endpoint, state).await;
                 }
-                self.interpreter.interpret_planned(planned).await
+                self.site().interpreter.interpret_planned(planned).await
             }
             other => other,
         }
@@ -582,10 +688,10 @@ impl Worker {
         if let Err(e) = self.audit.append("confirmation_requested", body) {
             tracing::error!(error = %e, "cannot write the audit log");
         }
-        let site = &self.link.catalog().site;
+        let site = self.link.site();
         let event =
             events::confirmation_needed_event(site, id, &commands, self.config.confirmation.window_ms, audit_ref);
-        let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
+        let _ = self.link.publish_event(self.link.events_topic(), event.to_string().into_bytes()).await;
         let superseded = state.conversation().hold(Pending {
             id,
             commands,
@@ -636,9 +742,9 @@ impl Worker {
             }
         };
         self.metrics.count("confirmations", decision);
-        let site = &self.link.catalog().site;
+        let site = self.link.site();
         let event = events::confirmation_event(site, pending.id, decision, by, audit_ref);
-        let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
+        let _ = self.link.publish_event(self.link.events_topic(), event.to_string().into_bytes()).await;
         let mut report = Report {
             confirmation: Some(pending.id),
             utterance: pending.utterance,
@@ -692,9 +798,9 @@ impl Worker {
         let seq = self.audit_utterance(&report, true);
         report.audit_seq = Some(seq);
         self.metrics.count("utterances", "not_handled");
-        let site = &self.link.catalog().site;
+        let site = self.link.site();
         let event = events::not_handled_event(site, heard.id, stage, error, seq);
-        let _ = self.link.publish_event(self.link.catalog().events_topic(), event.to_string().into_bytes()).await;
+        let _ = self.link.publish_event(self.link.events_topic(), event.to_string().into_bytes()).await;
         self.send_report(&report).await;
     }
 }

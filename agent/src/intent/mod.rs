@@ -222,6 +222,12 @@ impl Interpreter {
         Interpreter { catalog, linker, places, client: std::sync::RwLock::new(client), config }
     }
 
+    /// An interpreter for another catalog (a reload), asking the same engine
+    /// with the same settings.
+    pub fn for_catalog(&self, catalog: Catalog) -> Interpreter {
+        Interpreter::new(catalog, self.client(), self.config.clone())
+    }
+
     /// Points the interpreter at another engine (a restarted one, or a fallback).
     pub fn set_client(&self, client: ChatClient) {
         *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
@@ -455,7 +461,10 @@ impl Interpreter {
                         | grammar::Verb::EmergencyStop
                 )
             );
-            let keep = !(names_other_place || is_a_place || only_kind || a_verb || has_kind && strays);
+            // A room people have that this site does not ("the bathroom light" where there is
+            // a bedroom light): a near miss there is a substitute, never the device meant.
+            let foreign_place = span.iter().any(|w| COMMON_PLACES.contains(&w.as_str()) && !device_words.contains(w));
+            let keep = !(names_other_place || is_a_place || only_kind || a_verb || foreign_place || has_kind && strays);
             if !keep {
                 dropped.push((m.start, m.end));
             }
@@ -1209,6 +1218,65 @@ impl Interpreter {
 fn in_everything(kind: Option<Kind>) -> bool {
     matches!(kind, Some(Kind::Light | Kind::Switch | Kind::Fan | Kind::MediaPlayer | Kind::Climate) | None)
 }
+
+/// Rooms and places of homes and their grounds. One of these in a request is
+/// a place, even when the site has none of that name: it is never heard as
+/// another name that sounds like it.
+const COMMON_PLACES: &[&str] = &[
+    "kitchen",
+    "bedroom",
+    "bathroom",
+    "garden",
+    "garage",
+    "attic",
+    "basement",
+    "cellar",
+    "office",
+    "study",
+    "hallway",
+    "lounge",
+    "porch",
+    "patio",
+    "deck",
+    "yard",
+    "backyard",
+    "driveway",
+    "nursery",
+    "laundry",
+    "pantry",
+    "closet",
+    "dining",
+    "living",
+    "guest",
+    "loft",
+    "shed",
+    "workshop",
+    "balcony",
+    "terrace",
+    "conservatory",
+    "toilet",
+    "lobby",
+    "entrance",
+    "stairs",
+    "staircase",
+    "landing",
+    "utility",
+    "playroom",
+    "den",
+    "library",
+    "gym",
+    "pool",
+    "sauna",
+    "veranda",
+    "roof",
+    "kids",
+    "ensuite",
+    "washroom",
+    "lavatory",
+    "foyer",
+    "mudroom",
+    "greenhouse",
+];
 
 /// Words a request may hold besides names, places, little words and control
 /// words; any other word beside a bare place ("the garden fountain") names

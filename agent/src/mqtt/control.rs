@@ -1,6 +1,6 @@
 //! Control messages over MQTT: push-to-talk triggers on `hearken/<site>/listen`,
-//! confirmations on `hearken/<site>/confirm` and text requests on
-//! `hearken/<site>/text`. A connection of its own
+//! confirmations on `hearken/<site>/confirm`, text requests on
+//! `hearken/<site>/text` and catalog reloads on `hearken/<site>/catalog/reload`. A connection of its own
 //! (clean start, nothing retained is acted on), so the command link stays
 //! publish-and-acknowledge only.
 
@@ -26,6 +26,11 @@ pub enum Control {
         request_id: Option<String>,
         /// The speaker's room, when the sender knows it.
         area: Option<String>,
+    },
+    /// Read the catalog file again (`hearken/<site>/catalog/reload`, or SIGHUP).
+    Reload {
+        /// What asked: `mqtt` or `sighup`.
+        trigger: &'static str,
     },
     /// Confirm (`true`) or cancel (`false`) the pending confirmation `id`
     /// (`None`: whichever is pending).
@@ -101,6 +106,7 @@ pub fn start(broker: &BrokerOptions, site: &str, sink: mpsc::Sender<Control>) ->
     let listen = listen_topic(site);
     let confirm = confirm_topic(site);
     let text = text_topic(site);
+    let reload = crate::catalog::topics::catalog_reload(site);
     tokio::spawn(async move {
         loop {
             match events.poll().await {
@@ -109,6 +115,7 @@ pub fn start(broker: &BrokerOptions, site: &str, sink: mpsc::Sender<Control>) ->
                         Filter::new(listen.clone(), QoS::AtLeastOnce),
                         Filter::new(confirm.clone(), QoS::AtLeastOnce),
                         Filter::new(text.clone(), QoS::AtLeastOnce),
+                        Filter::new(reload.clone(), QoS::AtLeastOnce),
                     ];
                     if let Err(e) = client.try_subscribe_many(filters) {
                         tracing::warn!("cannot subscribe to control topics: {e}");
@@ -124,6 +131,8 @@ pub fn start(broker: &BrokerOptions, site: &str, sink: mpsc::Sender<Control>) ->
                         Some(Control::Listen)
                     } else if topic == text {
                         parse_text_request(&publish.payload)
+                    } else if topic == reload {
+                        Some(Control::Reload { trigger: "mqtt" })
                     } else {
                         parse_confirmation(&publish.payload)
                     };

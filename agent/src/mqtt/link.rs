@@ -161,7 +161,10 @@ const RECENT_MEMORY: usize = 8192;
 /// Handle to a running MQTT link. Cheap to clone; all clones share one connection.
 #[derive(Clone)]
 pub struct CommandLink {
-    catalog: Arc<Catalog>,
+    /// The catalog commands are checked against; replaced whole by a reload.
+    catalog: Arc<std::sync::RwLock<Arc<Catalog>>>,
+    /// The site, fixed for the link's life (a reload cannot change it).
+    site: String,
     requests: mpsc::Sender<Request>,
     state: watch::Receiver<LinkState>,
     late: broadcast::Sender<LateAck>,
@@ -178,9 +181,24 @@ struct LinkState {
 
 enum Request {
     // Boxed: an encoded command is large next to the other requests.
-    Send { command: Command, outbound: Box<Outbound>, budget: Duration, reply: oneshot::Sender<Delivery> },
-    Event { topic: String, payload: Vec<u8> },
-    Shutdown { done: oneshot::Sender<()> },
+    Send {
+        command: Command,
+        outbound: Box<Outbound>,
+        budget: Duration,
+        reply: oneshot::Sender<Delivery>,
+    },
+    Event {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// Acknowledgement topics of a reloaded catalog's devices.
+    Subscribe {
+        topics: Vec<String>,
+        done: oneshot::Sender<()>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Commands awaiting their outcome at once, unless told otherwise: those
@@ -209,11 +227,9 @@ impl CommandLink {
         let options = broker.to_mqtt_options(&client_id)?;
         let response_topic = crate::catalog::topics::responses(&catalog.site, &client_id);
         let mut subscriptions = vec![response_topic.clone()];
-        for device in &catalog.devices {
-            for topic in protocol::ack_topics(device.protocol, &device.topic) {
-                if !subscriptions.contains(&topic) {
-                    subscriptions.push(topic);
-                }
+        for topic in ack_topics(&catalog) {
+            if !subscriptions.contains(&topic) {
+                subscriptions.push(topic);
             }
         }
         let (request_tx, request_rx) = mpsc::channel(REQUEST_QUEUE);
@@ -247,7 +263,8 @@ impl CommandLink {
         tokio::spawn(engine.run(request_rx, wire_rx));
         tracing::debug!(%client_id, "MQTT link started");
         Ok(CommandLink {
-            catalog,
+            site: catalog.site.clone(),
+            catalog: Arc::new(std::sync::RwLock::new(catalog)),
             requests: request_tx,
             state: state_rx,
             late: late_tx,
@@ -282,16 +299,40 @@ impl CommandLink {
         &self.client_id
     }
 
-    /// The catalog this link enforces.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The catalog this link enforces now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The site's name.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    /// The site's events topic.
+    pub fn events_topic(&self) -> String {
+        crate::catalog::topics::events(&self.site)
+    }
+
+    /// Enforces `catalog` from now on (a reload): its devices' acknowledgement
+    /// topics are subscribed first, so that a new device's first answer is
+    /// seen. Commands already sent keep their expectations. The caller has
+    /// checked that the site is the same.
+    pub async fn use_catalog(&self, catalog: Arc<Catalog>) -> Result<(), MqttError> {
+        let (done, subscribed) = oneshot::channel();
+        let topics = ack_topics(&catalog);
+        self.requests.send(Request::Subscribe { topics, done }).await.map_err(|_| MqttError::Stopped)?;
+        subscribed.await.map_err(|_| MqttError::Stopped)?;
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = catalog;
+        Ok(())
     }
 
     /// Validates `command` against the catalog, publishes it in its device's
     /// protocol and waits for the outcome within the device's budget. An
     /// invalid command is refused before anything is published.
     pub async fn send(&self, command: &Command) -> Result<Delivery, CommandError> {
-        let device = self.catalog.check(command)?;
+        let catalog = self.catalog();
+        let device = catalog.check(command)?;
         let correlation = rand::random::<[u8; 16]>();
         let budget = Duration::from_millis(device.budget_ms);
         let started = Instant::now();
@@ -415,6 +456,19 @@ impl QuickAcks {
     }
 }
 
+/// Where the catalog's devices answer.
+fn ack_topics(catalog: &Catalog) -> Vec<String> {
+    let mut topics: Vec<String> = Vec::new();
+    for device in &catalog.devices {
+        for topic in protocol::ack_topics(device.protocol, &device.topic) {
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+    }
+    topics
+}
+
 /// Reconnect delay: 100 ms doubling to 5 s, with ±50 % jitter so that many
 /// boxes do not hammer a recovering broker in step.
 fn backoff(failures: u32) -> Duration {
@@ -532,6 +586,10 @@ impl Engine {
                 request = requests.recv(), if shutdown.is_none() => match request {
                     Some(Request::Send { command, outbound, budget, reply }) => self.on_send(command, *outbound, budget, reply),
                     Some(Request::Event { topic, payload }) => self.on_event(topic, payload),
+                    Some(Request::Subscribe { topics, done }) => {
+                        self.on_subscribe(topics);
+                        let _ = done.send(());
+                    }
                     Some(Request::Shutdown { done }) => {
                         shutdown = Some(done);
                         give_up_at = Some(Instant::now() + SHUTDOWN_GRACE);
@@ -649,6 +707,21 @@ impl Engine {
                     None,
                     Some(format!("MQTT client queue refused the command: {e}")),
                 ),
+            }
+        }
+    }
+
+    /// Adds acknowledgement topics: subscribed now when connected, and on every ConnAck after.
+    fn on_subscribe(&mut self, topics: Vec<String>) {
+        let new: Vec<String> = topics.into_iter().filter(|t| !self.subscriptions.contains(t)).collect();
+        if new.is_empty() {
+            return;
+        }
+        self.subscriptions.extend(new.iter().cloned());
+        if let (true, Some(client)) = (self.connected, &self.client) {
+            let filters = new.into_iter().map(|t| rumqttc::v5::mqttbytes::v5::Filter::new(t, QoS::AtLeastOnce));
+            if let Err(e) = client.try_subscribe_many(filters) {
+                tracing::error!("cannot subscribe to the new acknowledgement topics: {e}");
             }
         }
     }

@@ -51,6 +51,8 @@ pub enum DecidedBy {
     NewRequest,
     /// The daemon stopping.
     Shutdown,
+    /// A catalog reload took away a device the commands were for.
+    CatalogReload,
 }
 
 impl DecidedBy {
@@ -62,6 +64,7 @@ impl DecidedBy {
             DecidedBy::Timeout => "timeout",
             DecidedBy::NewRequest => "new_request",
             DecidedBy::Shutdown => "shutdown",
+            DecidedBy::CatalogReload => "catalog_reload",
         }
     }
 }
@@ -132,6 +135,11 @@ impl Conversation {
     /// else only when the ids match (an answer for another confirmation takes nothing).
     pub fn take(&mut self, id: Option<u64>) -> Option<Pending> {
         self.pending.take_if(|p| id.is_none_or(|id| id == p.id))
+    }
+
+    /// Takes the pending commands if one of them is for a device `exists` denies.
+    pub fn take_orphaned(&mut self, exists: impl Fn(&str) -> bool) -> Option<Pending> {
+        self.pending.take_if(|p| p.commands.iter().any(|c| !exists(&c.device)))
     }
 
     /// Takes the pending commands if their window has closed at `now`.
