@@ -24,6 +24,7 @@ const CONTENTS: &[&str] = &[
     "usr/share/doc/hearken/README.md.gz",
     "usr/share/doc/hearken/copyright",
     "usr/share/doc/hearken/systemd.md.gz",
+    "usr/share/hearken/catalogs/cottage.toml",
     "usr/share/hearken/catalogs/factory.toml",
     "usr/share/hearken/catalogs/home.toml",
     "usr/share/hearken/catalogs/house.toml",

@@ -99,6 +99,26 @@ pub struct Config {
     /// Bounds on requests and commands (`docs/security.md`).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Home Assistant MQTT discovery.
+    #[serde(default)]
+    pub homeassistant: HomeAssistantConfig,
+}
+
+/// Home Assistant MQTT discovery of hearken's own entities.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantConfig {
+    /// `true`: publish the discovery configs and keep the states current;
+    /// `false`: remove configs an earlier run left; unset: neither.
+    pub discovery: Option<bool>,
+    /// Home Assistant's discovery prefix.
+    pub prefix: String,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig { discovery: None, prefix: "homeassistant".to_owned() }
+    }
 }
 
 /// The MQTT broker and its credentials.

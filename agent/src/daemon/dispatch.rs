@@ -14,8 +14,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::metrics::Metrics;
-use super::report::Report;
-use super::Reports;
+use super::report::{Announcer, Report};
 use crate::audit::AuditLog;
 use crate::catalog::command::Command;
 use crate::millis;
@@ -45,7 +44,7 @@ pub async fn run(
     mut limits: RateLimits,
     audit: Arc<AuditLog>,
     metrics: Arc<Metrics>,
-    reports: Reports,
+    announcer: Announcer,
 ) {
     // Subscribed before the first command goes out, so no late acknowledgement slips past.
     let mut late_acks = link.late_acks();
@@ -55,7 +54,7 @@ pub async fn run(
             dispatch = work.recv() => {
                 let Some(dispatch) = dispatch else { break };
                 let span = dispatch.span.clone();
-                dispatch_one(dispatch, &link, &mut limits, &audit, &metrics, &reports, &mut unanswered)
+                dispatch_one(dispatch, &link, &mut limits, &audit, &metrics, &announcer, &mut unanswered)
                     .instrument(span)
                     .await;
             }
@@ -133,7 +132,7 @@ async fn dispatch_one(
     limits: &mut RateLimits,
     audit: &AuditLog,
     metrics: &Metrics,
-    reports: &Reports,
+    announcer: &Announcer,
     unanswered: &mut Unanswered,
 ) {
     let Dispatch { mut report, commands, audit_ref, heard_at, .. } = dispatch;
@@ -202,6 +201,5 @@ async fn dispatch_one(
     }
     report.commands = Some(Value::Array(outcomes));
     tracing::info!(mqtt_ms = millis(mqtt), "commands resolved");
-    report.reply(link).await;
-    let _ = reports.send(Value::Object(report.to_map())).await;
+    announcer.announce(link, &report).await;
 }

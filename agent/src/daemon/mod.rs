@@ -39,6 +39,7 @@ use crate::local::supervisor::{EngineSpec, Supervisor};
 use crate::local::LocalLane;
 use crate::models;
 use crate::mqtt::control;
+use crate::mqtt::homeassistant::{self, Entity, HomeAssistant};
 use crate::mqtt::CommandLink;
 use crate::online::Online;
 use crate::policy::rate_limit::RateLimits;
@@ -145,6 +146,19 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     let (control_tx, control_rx) = mpsc::channel(16);
     control::start(&broker, &catalog.site, control_tx.clone())?;
     reload_on_sighup(control_tx)?;
+    let ha = &config.homeassistant;
+    let homeassistant = match ha.discovery {
+        Some(true) => Some(HomeAssistant::start(&broker, &catalog.site, &ha.prefix)?),
+        Some(false) => {
+            match homeassistant::remove(&broker, &catalog.site, &ha.prefix).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "Home Assistant discovery configs removed"),
+                Err(e) => tracing::warn!(error = %e, "cannot remove the Home Assistant discovery configs"),
+            }
+            None
+        }
+        None => None,
+    };
 
     notifier.status("starting engines");
     let stt = Arc::new(start_engine("stt", &config.stt, &config)?);
@@ -207,7 +221,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         rate_limits,
         audit.clone(),
         metrics.clone(),
-        reports.clone(),
+        report::Announcer { reports: reports.clone(), homeassistant: homeassistant.clone() },
     ));
     let worker = worker::Worker {
         config: config.clone(),
@@ -216,7 +230,7 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         intent: intent.clone(),
         audit: audit.clone(),
         metrics: metrics.clone(),
-        reports: reports.clone(),
+        announcer: report::Announcer { reports: reports.clone(), homeassistant: homeassistant.clone() },
         dispatch: dispatch_tx,
         link: link.clone(),
         online: online.clone(),
@@ -248,7 +262,16 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
                 }
                 metrics.set_restarts("stt", stt.restarts());
                 metrics.set_restarts("intent", intent.restarts());
-                metrics.set_host(crate::host::sample(gpu).await);
+                let pressure = crate::host::sample(gpu).await;
+                if let Some(ha) = &homeassistant {
+                    let on = |s: &Supervisor| if s.endpoint().borrow().is_some() { "ON" } else { "OFF" };
+                    ha.state(Entity::SttEngine, on(&stt));
+                    ha.state(Entity::IntentEngine, on(&intent));
+                    let percent = |share: Option<f64>| share.map(|s| format!("{:.0}", s * 100.0)).unwrap_or_default();
+                    ha.state(Entity::Cpu, percent(pressure.cpu_load));
+                    ha.state(Entity::Memory, percent(pressure.memory_used));
+                }
+                metrics.set_host(pressure);
                 let up = |s: &Supervisor| if s.endpoint().borrow().is_some() { "up" } else { "restarting" };
                 notifier.status(&format!("serving; stt {}, intent {}, broker {}", up(&stt), up(&intent),
                     if link.is_connected() { "connected" } else { "disconnected" }));
@@ -271,6 +294,9 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
         now_draining("dispatch (commands waiting for their outcomes)");
         let _ = dispatcher.await;
         now_draining("mqtt link (publishes in flight)");
+        if let Some(ha) = &homeassistant {
+            ha.stop().await;
+        }
         link.shutdown().await;
     })
     .await

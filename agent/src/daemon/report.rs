@@ -81,6 +81,24 @@ pub(crate) struct Report {
     pub error: Option<StageError>,
 }
 
+/// Where a finished report goes: the report line, the reply to a text
+/// message, Home Assistant's last transcript and outcome.
+pub(crate) struct Announcer {
+    /// Report lines.
+    pub reports: super::Reports,
+    /// Home Assistant discovery, when on.
+    pub homeassistant: Option<crate::mqtt::homeassistant::HomeAssistant>,
+}
+
+impl Announcer {
+    /// Sends `report` everywhere it goes.
+    pub async fn announce(&self, link: &crate::mqtt::CommandLink, report: &Report) {
+        report.reply(link).await;
+        report.to_homeassistant(self.homeassistant.as_ref());
+        let _ = self.reports.send(Value::Object(report.to_map())).await;
+    }
+}
+
 /// Stage latencies in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct Latency {
@@ -162,6 +180,51 @@ impl Report {
             event.insert("error".into(), error.message.clone().into());
         }
         Some(Value::Object(event))
+    }
+
+    /// What this report says in a line for Home Assistant's "last outcome":
+    /// the commands and their outcomes, what waits for confirmation, or why
+    /// nothing was done; `None` for a report that has no outcome yet.
+    pub fn outcome_summary(&self) -> Option<String> {
+        if let Some(error) = &self.error {
+            return Some(format!("not handled ({}): {}", error.stage, error.message));
+        }
+        let commands = self.commands.as_ref()?.as_array()?;
+        let said = |c: &Value| {
+            let value = c["value"].as_i64().map(|v| format!(" {v}")).unwrap_or_default();
+            format!("{} {}{value}", c["device"].as_str().unwrap_or("?"), c["action"].as_str().unwrap_or("?"))
+        };
+        if !commands.is_empty() {
+            let done: Vec<String> =
+                commands.iter().map(|c| format!("{}: {}", said(c), c["outcome"].as_str().unwrap_or("sent"))).collect();
+            return Some(done.join("; "));
+        }
+        if let Some(held) = self.needs_confirmation.as_ref().filter(|h| !h.is_empty()) {
+            let held: Vec<String> = held.iter().map(|c| format!("{} {}", c.device, c.action)).collect();
+            return Some(format!("waiting for confirmation: {}", held.join(", ")));
+        }
+        if let Some(decision) = self.decision {
+            return Some(format!("confirmation {decision}"));
+        }
+        Some(match (self.no_command_reason, &self.explanation) {
+            (Some(reason), Some(why)) => format!("no command ({reason}): {why}"),
+            (Some(reason), None) => format!("no command ({reason})"),
+            _ => "no command".to_owned(),
+        })
+    }
+
+    /// Publishes the last transcript and outcome to Home Assistant, when discovery is on.
+    pub fn to_homeassistant(&self, homeassistant: Option<&crate::mqtt::homeassistant::HomeAssistant>) {
+        use crate::mqtt::homeassistant::Entity;
+        let Some(ha) = homeassistant else { return };
+        // Home Assistant keeps at most 255 characters of a state.
+        let short = |s: &str| s.chars().take(255).collect::<String>();
+        if let Some(text) = &self.text {
+            ha.state(Entity::LastTranscript, short(text));
+        }
+        if let Some(summary) = self.outcome_summary() {
+            ha.state(Entity::LastOutcome, short(&summary));
+        }
     }
 
     /// Publishes the reply to a text message on the events topic (nothing

@@ -21,8 +21,7 @@ use tracing::Instrument;
 use super::dispatch::Dispatch;
 use super::metrics::Metrics;
 use super::reload;
-use super::report::{Report, StageError};
-use super::Reports;
+use super::report::{Announcer, Report, StageError};
 use crate::audio::source::{Heard, Input, UtteranceIds};
 use crate::audit::AuditLog;
 use crate::catalog::command::Command;
@@ -56,8 +55,8 @@ pub struct Worker {
     pub audit: Arc<AuditLog>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Report lines.
-    pub reports: Reports,
+    /// Where finished reports go (report lines, text replies, Home Assistant).
+    pub announcer: Announcer,
     /// The MQTT stage.
     pub dispatch: mpsc::Sender<Dispatch>,
     /// Events go out through the MQTT link.
@@ -288,7 +287,7 @@ impl Worker {
             .publish_event(self.link.events_topic(), Value::Object(body.clone()).to_string().into_bytes())
             .await;
         body.insert("took_ms".into(), json!(took));
-        let _ = self.reports.send(json!({"catalog": body})).await;
+        let _ = self.announcer.reports.send(json!({"catalog": body})).await;
     }
 
     /// A reload that did not happen: the old catalog keeps serving.
@@ -307,7 +306,7 @@ impl Worker {
             .link
             .publish_event(self.link.events_topic(), Value::Object(body.clone()).to_string().into_bytes())
             .await;
-        let _ = self.reports.send(json!({"catalog": body})).await;
+        let _ = self.announcer.reports.send(json!({"catalog": body})).await;
     }
 
     /// The stages as the current catalog makes them.
@@ -769,8 +768,7 @@ impl Worker {
 
     /// Prints the report line (and answers a text message with it).
     async fn send_report(&self, report: &Report) {
-        report.reply(&self.link).await;
-        let _ = self.reports.send(Value::Object(report.to_map())).await;
+        self.announcer.announce(&self.link, report).await;
     }
 
     /// Appends the utterance record (before anything is published). Utterances

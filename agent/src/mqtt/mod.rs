@@ -8,13 +8,14 @@
 
 pub(crate) mod control;
 pub mod events;
+pub mod homeassistant;
 mod link;
 mod options;
 mod retained;
 
 pub use link::{CommandLink, Delivery, LateAck, LinkStats, Outcome, DEFAULT_MAX_IN_FLIGHT};
 pub use options::BrokerOptions;
-pub use retained::read_retained;
+pub use retained::{read_retained, write_retained};
 
 /// Errors of the MQTT stage.
 #[derive(Debug, thiserror::Error)]

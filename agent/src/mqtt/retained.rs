@@ -73,3 +73,44 @@ pub async fn read_retained(
     let _ = client.try_disconnect();
     Ok(found)
 }
+
+/// Publishes `messages` retained (QoS 1; an empty payload deletes what is
+/// retained on its topic) and returns once the broker has acknowledged every
+/// one, within `timeout`.
+pub async fn write_retained(
+    broker: &BrokerOptions,
+    messages: &[(String, Vec<u8>)],
+    timeout: Duration,
+) -> Result<(), MqttError> {
+    let client_id = format!("hearken-retain-{}", hex::encode(rand::random::<[u8; 6]>()));
+    let options = broker.to_mqtt_options(&client_id)?;
+    let (client, mut events) = AsyncClient::new(options, messages.len().max(1) + 8);
+    let unreachable = |reason: String| MqttError::Unreachable { url: broker.url.clone(), reason };
+    let mut acknowledged = 0;
+    let written = tokio::time::timeout(timeout, async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    for (topic, payload) in messages {
+                        client
+                            .try_publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone())
+                            .map_err(|e| unreachable(format!("cannot publish: {e}")))?;
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    acknowledged += 1;
+                    if acknowledged == messages.len() {
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(unreachable(e.to_string())),
+            }
+        }
+    })
+    .await;
+    let _ = client.try_disconnect();
+    written.unwrap_or_else(|_| {
+        Err(unreachable(format!("not every retained message acknowledged within {} ms", timeout.as_millis())))
+    })
+}
