@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hearken::catalog::{Catalog, Kind};
 use hearken::intent::{Interpreter, InterpreterConfig};
@@ -48,6 +48,30 @@ const MODELS: &[(&str, &str, Option<&str>)] = &[
     ("E1743", "kitchen/remote", None),                         // a remote: nothing to command
     ("HS2WD-E", "hall siren", None),                           // a siren: nothing hearken commands
 ];
+
+/// A `hearken simulate` process, killed when the test ends (also when it fails).
+struct Simulator(std::process::Child);
+
+impl Simulator {
+    fn start(broker: &Mosquitto, catalog: &Path) -> Simulator {
+        let mut child = Command::new(hearken_bin())
+            .args(["simulate", "--broker", &broker.url(), "--catalog", catalog.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut ready).unwrap();
+        assert!(ready.contains("ready"), "{ready}");
+        Simulator(child)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Where `scripts/setup.sh` installed the pinned zigbee-herdsman-converters.
 fn definitions_dir() -> PathBuf {
@@ -207,14 +231,7 @@ confirm = ["lock", "unlock"]
     assert_eq!(group.params["set_color_temp"].min, 250, "the range every member accepts");
 
     // Every action, with native values at both ends and between, is accepted and acknowledged.
-    let mut simulator = Command::new(hearken_bin())
-        .args(["simulate", "--broker", &broker.url(), "--catalog", path.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(simulator.stdout.as_mut().unwrap()).read_line(&mut ready).unwrap();
-    assert!(ready.contains("ready"), "{ready}");
+    let simulator = Simulator::start(&broker, &path);
     // Not `zigbee2mqtt/#`: the retained device list is larger than a spy's packet limit.
     let wire =
         [Spy::start(broker.port(), "zigbee2mqtt/+/set").await, Spy::start(broker.port(), "zigbee2mqtt/+/+/set").await];
@@ -241,8 +258,7 @@ confirm = ["lock", "unlock"]
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = simulator.kill();
-    let _ = simulator.wait();
+    drop(simulator);
 
     // What went on the wire is what each real definition accepts.
     let mut by_topic: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
@@ -384,13 +400,7 @@ async fn tasmota_discovery_imports_relays_lights_and_fans_that_acknowledge() {
     assert_eq!(device("desk_bulb").params["set_color_temp"].max, 500);
     assert_eq!(device("ceiling_fan").params["set_speed"].max, 3);
 
-    let mut simulator = Command::new(hearken_bin())
-        .args(["simulate", "--broker", &broker.url(), "--catalog", path.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(simulator.stdout.as_mut().unwrap()).read_line(&mut ready).unwrap();
+    let simulator = Simulator::start(&broker, &path);
     let wire = Spy::start(broker.port(), "cmnd/#").await;
     let mut sent = 0;
     for d in &catalog.devices {
@@ -409,11 +419,160 @@ async fn tasmota_discovery_imports_relays_lights_and_fans_that_acknowledge() {
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = simulator.kill();
-    let _ = simulator.wait();
+    drop(simulator);
     let topics: Vec<String> = wire.seen().into_iter().map(|m| m.topic).collect();
     assert_eq!(topics.len(), sent);
     assert!(topics.contains(&"cmnd/dual/POWER2".to_owned()), "{topics:?}");
     assert!(topics.contains(&"cmnd/ifan/FanSpeed".to_owned()), "{topics:?}");
     assert!(topics.contains(&"cmnd/deskbulb/CT".to_owned()), "{topics:?}");
+}
+
+/// The `bridge/devices` payload for some of MODELS (by friendly name), renamed where asked.
+fn bridge_subset(all: &Value, names: &[(&str, &str)]) -> Value {
+    let mut list = vec![all[0].clone()];
+    for (name, renamed) in names {
+        let mut device = all.as_array().unwrap().iter().find(|d| d["friendly_name"] == *name).unwrap().clone();
+        device["friendly_name"] = Value::from(*renamed);
+        list.push(device);
+    }
+    Value::Array(list)
+}
+
+#[test]
+fn a_followed_zigbee2mqtt_reaches_the_running_daemon_when_devices_join_rename_and_leave() {
+    use hearken_testkit::fake_engines::FakeEngine;
+    use hearken_tests::rig::{serial, Daemon};
+    use rumqttc::v5::mqttbytes::QoS;
+
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let all = bridge_devices();
+    let first = bridge_subset(
+        &all,
+        &[
+            ("living room/floor lamp", "living room/floor lamp"),
+            ("kitchen/coffee plug", "kitchen/coffee plug"),
+            ("front door lock", "front door lock"),
+        ],
+    );
+    let second = bridge_subset(
+        &all,
+        &[
+            ("living room/floor lamp", "living room/floor lamp"),
+            ("kitchen/coffee plug", "kitchen/kettle plug"),
+            ("front door lock", "front door lock"),
+            ("hallway light", "hallway light"),
+        ],
+    );
+    let third = bridge_subset(
+        &all,
+        &[
+            ("living room/floor lamp", "living room/floor lamp"),
+            ("kitchen/coffee plug", "kitchen/kettle plug"),
+            ("hallway light", "hallway light"),
+        ],
+    );
+    // The simulated Zigbee network answers for every device any version has.
+    let every = bridge_subset(
+        &all,
+        &[
+            ("living room/floor lamp", "living room/floor lamp"),
+            ("kitchen/coffee plug", "kitchen/coffee plug"),
+            ("kitchen/coffee plug", "kitchen/kettle plug"),
+            ("front door lock", "front door lock"),
+            ("hallway light", "hallway light"),
+        ],
+    );
+    let import =
+        |list: &Value| hearken::catalog::import::z2m::import(list.to_string().as_bytes(), None, "zigbee2mqtt").unwrap();
+    let overlay = hearken::catalog::import::Overlay::default();
+    let simulated = write_file(
+        dir.path(),
+        "network.toml",
+        &hearken::catalog::import::write_catalog("home", &import(&every), &overlay, "test"),
+    );
+    let simulator = Simulator::start(&broker, &simulated);
+
+    // As a user starts: import once, then let the daemon follow.
+    publish_retained(&broker, "zigbee2mqtt/bridge/devices", &first.to_string(), dir.path());
+    let out = hearken(&["devices", "import", "--z2m", "--broker", &broker.url()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let catalog = write_file(dir.path(), "catalog.toml", &stdout(&out));
+    let other = r#"{"intent":"other","commands":[]}"#;
+    let chat = runtime.block_on(FakeEngine::chat(&[], other)).unwrap();
+    let stt = runtime.block_on(FakeEngine::stt(&[], "")).unwrap();
+    let config = write_file(
+        dir.path(),
+        "hearken.toml",
+        &format!(
+            "catalog = {:?}\n\n[broker]\nurl = \"{}\"\n\n[audio]\nsource = \"text\"\n\n[stt]\nurl = \"{}\"\n\n[intent]\nurl = \"{}\"\n\n\
+             [zigbee2mqtt]\nfollow = true\n\n[audit]\npath = \"audit.log\"\n",
+            catalog.to_str().unwrap(),
+            broker.url(),
+            stt.url(),
+            chat.url()
+        ),
+    );
+    let events = runtime.block_on(Spy::start(broker.port(), "hearken/home/events"));
+    let sender = runtime.block_on(Spy::start(broker.port(), "nothing/here"));
+    let mut daemon = Daemon::start_without_models(&config, true);
+    daemon.ready();
+    let of_type = |kind: &str| -> Vec<Value> {
+        events
+            .seen()
+            .iter()
+            .filter_map(|m| serde_json::from_slice::<Value>(&m.payload).ok())
+            .filter(|e| e["type"] == kind)
+            .collect()
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let ask = |id: &str, text: &str| -> Value {
+        let payload = json!({"text": text, "id": id}).to_string();
+        runtime
+            .block_on(sender.client.publish("hearken/home/text", QoS::AtLeastOnce, false, payload.into_bytes()))
+            .unwrap();
+        wait(&format!("a reply to {id}"), &|| of_type("text_reply").iter().any(|r| r["request_id"] == id));
+        of_type("text_reply").into_iter().find(|r| r["request_id"] == id).unwrap()
+    };
+    assert_eq!(ask("a", "turn on the coffee plug")["commands"][0]["outcome"], "acknowledged");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(of_type("catalog_loaded").is_empty(), "the list it started from is no change");
+
+    // A device joins and another is renamed.
+    let changed = Instant::now();
+    publish_retained(&broker, "zigbee2mqtt/bridge/devices", &second.to_string(), dir.path());
+    wait("catalog_loaded after the join", &|| !of_type("catalog_loaded").is_empty());
+    let loaded = of_type("catalog_loaded").remove(0);
+    assert_eq!(loaded["trigger"], "zigbee2mqtt");
+    assert_eq!(loaded["added"], json!(["kitchen_kettle_plug", "hallway_light"]), "{loaded}");
+    assert_eq!(loaded["removed"], json!(["kitchen_coffee_plug"]), "{loaded}");
+    let joined = ask("b", "turn on the hallway light");
+    assert_eq!(joined["commands"][0]["outcome"], "acknowledged", "{joined}");
+    eprintln!(
+        "z2m follow: a joined device acknowledged {} ms after bridge/devices changed",
+        changed.elapsed().as_millis()
+    );
+    assert_eq!(ask("c", "turn off the kettle plug")["commands"][0]["outcome"], "acknowledged");
+    assert!(ask("d", "turn on the coffee plug")["commands"].as_array().unwrap().is_empty(), "the old name is gone");
+
+    // A device leaves.
+    publish_retained(&broker, "zigbee2mqtt/bridge/devices", &third.to_string(), dir.path());
+    wait("catalog_loaded after the removal", &|| of_type("catalog_loaded").len() >= 2);
+    assert_eq!(of_type("catalog_loaded")[1]["removed"], json!(["front_door_lock"]));
+    let gone = ask("e", "lock the front door");
+    assert_eq!(gone["commands"], json!([]), "{gone}");
+    assert!(["no_device", "no_such_device"].contains(&gone["no_command_reason"].as_str().unwrap()), "{gone}");
+
+    drop(daemon.child.stdin.take());
+    daemon.stopped();
+    assert_eq!(daemon.exit_code(), 0);
+    drop(simulator);
 }

@@ -53,10 +53,7 @@ fn a_thousand_commands_through_faults_are_all_accounted_for() {
         assert!(faults["disruptions"][kind].as_u64().unwrap_or(0) >= 1, "no {kind}: {report}");
     }
     assert!(faults["acks_dropped"].as_u64().unwrap() >= 1, "{report}");
-    // Something was acknowledged, and the wire check looked at real traffic. A
-    // broker restart refuses what arrives while it is down (`not_sent`, never
-    // replayed): at the soak's ~200 requests a second, 0.1–0.5 s outages refuse
-    // 20–100 of the 1,000 (measured 8, 42, 88, 100 in four runs).
-    assert!(report["outcomes"]["acknowledged"].as_u64().unwrap() >= 850, "{report}");
+    // Something was acknowledged, and the wire check looked at real traffic.
+    assert!(report["outcomes"]["acknowledged"].as_u64().unwrap() >= 900, "{report}");
     assert!(report["wire_messages_checked"].as_u64().unwrap() >= 900, "{report}");
 }

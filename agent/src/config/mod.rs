@@ -102,6 +102,29 @@ pub struct Config {
     /// Home Assistant MQTT discovery.
     #[serde(default)]
     pub homeassistant: HomeAssistantConfig,
+    /// Following Zigbee2MQTT's device list.
+    #[serde(default)]
+    pub zigbee2mqtt: Zigbee2mqttConfig,
+}
+
+/// Following Zigbee2MQTT: the catalog file is rewritten from its device list
+/// (`hearken devices import --z2m`, the overlay applied) whenever it changes,
+/// and reloaded.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Zigbee2mqttConfig {
+    /// Keep the catalog in step with Zigbee2MQTT (off by default).
+    pub follow: bool,
+    /// Zigbee2MQTT's base topic.
+    pub base_topic: String,
+    /// The hand-written overlay (names, aliases, areas, confirm lists).
+    pub overlay: Option<PathBuf>,
+}
+
+impl Default for Zigbee2mqttConfig {
+    fn default() -> Self {
+        Zigbee2mqttConfig { follow: false, base_topic: "zigbee2mqtt".to_owned(), overlay: None }
+    }
 }
 
 /// Home Assistant MQTT discovery of hearken's own entities.
@@ -467,6 +490,7 @@ impl Config {
             &mut self.stt.model,
             &mut self.intent.token_file,
             &mut self.intent.model,
+            &mut self.zigbee2mqtt.overlay,
         ]
         .into_iter()
         .flatten()

@@ -15,6 +15,7 @@
 //! drain what is already in their channels, within `shutdown.drain_timeout_ms`.
 
 mod dispatch;
+mod follow;
 pub mod metrics;
 mod notify;
 mod reload;
@@ -145,7 +146,17 @@ pub async fn run(config: Config, reports: Reports, shutdown: impl Future<Output 
     let link = CommandLink::start_bounded(&broker, catalog.clone(), config.limits.mqtt_in_flight)?;
     let (control_tx, control_rx) = mpsc::channel(16);
     control::start(&broker, &catalog.site, control_tx.clone())?;
-    reload_on_sighup(control_tx)?;
+    reload_on_sighup(control_tx.clone())?;
+    if config.zigbee2mqtt.follow {
+        let follow = follow::Follow {
+            base_topic: config.zigbee2mqtt.base_topic.clone(),
+            overlay: config.zigbee2mqtt.overlay.clone(),
+            catalog: config.catalog.clone(),
+            site: catalog.site.clone(),
+            broker_url: config.broker.url.clone(),
+        };
+        follow::start(&broker, follow, control_tx)?;
+    }
     let ha = &config.homeassistant;
     let homeassistant = match ha.discovery {
         Some(true) => Some(HomeAssistant::start(&broker, &catalog.site, &ha.prefix)?),

@@ -444,7 +444,7 @@ impl Interpreter {
                     linker::similarity(
                         &linker::phonetic_key(std::slice::from_ref(w)),
                         &linker::phonetic_key(std::slice::from_ref(dw)),
-                    ) >= 0.5
+                    ) >= STRAY_SIMILARITY
                 })
             });
             // Words that say what to do are not a name ("mower back to base" is no back door).
@@ -1218,6 +1218,11 @@ impl Interpreter {
 fn in_everything(kind: Option<Kind>) -> bool {
     matches!(kind, Some(Kind::Light | Kind::Switch | Kind::Fan | Kind::MediaPlayer | Kind::Climate) | None)
 }
+
+/// How alike a word beside a kind word must sound to one of the device's own
+/// words (phonetic keys) for a near miss to stand: a misheard name ("memory"
+/// for "bedroom") is kept, another thing ("coffee plug" for "kettle plug") not.
+const STRAY_SIMILARITY: f64 = 0.6;
 
 /// Rooms and places of homes and their grounds. One of these in a request is
 /// a place, even when the site has none of that name: it is never heard as

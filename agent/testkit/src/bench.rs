@@ -147,8 +147,9 @@ fn summarize(mut samples: Vec<Duration>) -> Latencies {
 pub async fn mqtt(options: &MqttBenchOptions) -> Result<MqttBenchReport, BenchError> {
     let (_broker, url) = match &options.broker {
         Some(url) => (None, url.clone()),
+        // Mosquitto as Debian ships it: what a new user's broker does.
         None => {
-            let broker = Mosquitto::start()?;
+            let broker = Mosquitto::start_stock()?;
             let url = broker.url();
             (Some(broker), url)
         }

@@ -51,20 +51,34 @@ pub fn free_port() -> std::io::Result<u16> {
 }
 
 impl Mosquitto {
-    /// Starts a plain, anonymous broker on a free port.
+    /// Starts a plain, anonymous broker on a free port. It sets
+    /// `set_tcp_nodelay true`: the harness's own clients (wire spies, the
+    /// simulator) time what they see, and Nagle on the broker would delay
+    /// them by up to 40 ms (hearken's link needs no such help: see
+    /// docs/mqtt-latency.md).
     pub fn start() -> Result<Mosquitto, TestbedError> {
         Mosquitto::start_with("")
+    }
+
+    /// Starts a broker with Mosquitto's defaults (Nagle on), as Debian ships it.
+    pub fn start_stock() -> Result<Mosquitto, TestbedError> {
+        Mosquitto::launch(false, "")
     }
 
     /// Starts a broker whose configuration has `extra` appended (extra
     /// listeners, TLS, authentication). The plain listener on [`Mosquitto::port`]
     /// always exists.
     pub fn start_with(extra: &str) -> Result<Mosquitto, TestbedError> {
+        Mosquitto::launch(true, extra)
+    }
+
+    fn launch(nodelay: bool, extra: &str) -> Result<Mosquitto, TestbedError> {
+        let nodelay = if nodelay { "set_tcp_nodelay true\n" } else { "" };
         let port = free_port()?;
         let dir = std::env::temp_dir().join(format!("hearken-mosquitto-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let config = format!(
-            "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages 100000\nlog_dest stderr\n{extra}\n"
+            "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{nodelay}max_inflight_messages 1000\nmax_queued_messages 100000\nlog_dest stderr\n{extra}\n"
         );
         std::fs::write(dir.join("mosquitto.conf"), config)?;
         let mut broker = Mosquitto { port, dir, child: None };
