@@ -276,18 +276,7 @@ impl Worker {
         body.insert("devices".into(), json!(catalog.devices.len()));
         body.insert("added".into(), json!(loaded.added));
         body.insert("removed".into(), json!(loaded.removed));
-        let seq = self.audit.append("catalog_loaded", body.clone()).ok();
-        self.metrics.count("catalog_reloads", "loaded");
-        body.insert("type".into(), json!("catalog_loaded"));
-        body.insert("site".into(), json!(self.link.site()));
-        body.insert("ts".into(), json!(crate::now_rfc3339()));
-        body.insert("audit_seq".into(), json!(seq));
-        let _ = self
-            .link
-            .publish_event(self.link.events_topic(), Value::Object(body.clone()).to_string().into_bytes())
-            .await;
-        body.insert("took_ms".into(), json!(took));
-        let _ = self.announcer.reports.send(json!({"catalog": body})).await;
+        self.catalog_record("catalog_loaded", body, Some(took)).await;
     }
 
     /// A reload that did not happen: the old catalog keeps serving.
@@ -296,16 +285,23 @@ impl Worker {
         let mut body = Map::new();
         body.insert("trigger".into(), json!(trigger));
         body.insert("reason".into(), json!(error));
-        let seq = self.audit.append("catalog_rejected", body.clone()).ok();
-        self.metrics.count("catalog_reloads", "rejected");
-        body.insert("type".into(), json!("catalog_rejected"));
+        self.catalog_record("catalog_rejected", body, None).await;
+    }
+
+    /// A reload's outcome: audited, published on the events topic, and
+    /// printed as a `{"catalog": …}` line (with how long the swap took).
+    async fn catalog_record(&self, kind: &'static str, mut body: Map<String, Value>, took_ms: Option<f64>) {
+        let seq = self.audit.append(kind, body.clone()).ok();
+        self.metrics.count("catalog_reloads", if kind == "catalog_loaded" { "loaded" } else { "rejected" });
+        body.insert("type".into(), json!(kind));
         body.insert("site".into(), json!(self.link.site()));
         body.insert("ts".into(), json!(crate::now_rfc3339()));
         body.insert("audit_seq".into(), json!(seq));
-        let _ = self
-            .link
-            .publish_event(self.link.events_topic(), Value::Object(body.clone()).to_string().into_bytes())
-            .await;
+        let event = Value::Object(body.clone()).to_string().into_bytes();
+        let _ = self.link.publish_event(self.link.events_topic(), event).await;
+        if let Some(took) = took_ms {
+            body.insert("took_ms".into(), json!(took));
+        }
         let _ = self.announcer.reports.send(json!({"catalog": body})).await;
     }
 
