@@ -49,10 +49,7 @@ pub(crate) struct ImportArgs {
 /// exits 2 when the result would not pass `hearken devices check`.
 pub(crate) fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let overlay = match &args.overlay {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Overlay::parse(&path.display().to_string(), &text)?
-        }
+        Some(path) => Overlay::read(path)?,
         None => Overlay::default(),
     };
     let broker = args.broker.options()?;

@@ -21,9 +21,6 @@ use crate::mqtt::{BrokerOptions, MqttError};
 /// several times in a row (an interview): wait this long for the last one.
 const SETTLE: Duration = Duration::from_millis(300);
 
-/// The largest device list read (a few hundred devices are a few megabytes).
-const MAX_LIST_BYTES: u32 = 32 * 1024 * 1024;
-
 /// What the follower needs.
 pub(crate) struct Follow {
     /// Zigbee2MQTT's base topic.
@@ -43,7 +40,7 @@ pub(crate) struct Follow {
 pub(crate) fn start(broker: &BrokerOptions, follow: Follow, control: mpsc::Sender<Control>) -> Result<(), MqttError> {
     let client_id = format!("hearken-z2m-{}", hex::encode(rand::random::<[u8; 6]>()));
     let mut options = broker.to_mqtt_options(&client_id)?;
-    options.set_max_packet_size(Some(MAX_LIST_BYTES));
+    options.set_max_packet_size(Some(crate::mqtt::MAX_RETAINED_BYTES));
     let (client, mut events) = AsyncClient::new(options, 16);
     let devices_topic = format!("{}/bridge/devices", follow.base_topic);
     let groups_topic = format!("{}/bridge/groups", follow.base_topic);
@@ -107,10 +104,7 @@ pub(crate) fn start(broker: &BrokerOptions, follow: Follow, control: mpsc::Sende
 fn write_catalog(follow: &Follow, devices: &[u8], groups: Option<&[u8]>) -> Result<bool, String> {
     let found = import::z2m::import(devices, groups, &follow.base_topic).map_err(|e| e.to_string())?;
     let overlay = match &follow.overlay {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("overlay {}: {e}", path.display()))?;
-            Overlay::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?
-        }
+        Some(path) => Overlay::read(path).map_err(|e| e.to_string())?,
         None => Overlay::default(),
     };
     let source = format!("{} {}/bridge/devices", follow.broker_url, follow.base_topic);

@@ -931,7 +931,6 @@ impl Interpreter {
         // A word beside the kind or place that is neither a request word, a kind word nor a
         // place ("the garden fountain", "the christmas lights") names something the site
         // does not have: never the whole kind instead.
-        let places = &self.places;
         // Beside a kind, the word that qualifies it (just before it); beside a bare place, any word.
         let qualifiers: Vec<&String> = if kinds.is_empty() {
             clause_words.iter().collect()
@@ -942,15 +941,7 @@ impl Interpreter {
                 .map(|pair| &pair[0])
                 .collect()
         };
-        if let Some(unknown) = qualifiers.into_iter().find(|w| {
-            !REQUEST_WORDS.contains(&w.as_str())
-                && !linker::is_glue(w)
-                && !CONTROL_WORDS.contains(&w.as_str())
-                && w.parse::<i64>().is_err()
-                && grammar::kind_of_word(w).is_none()
-                && grammar::verb(std::slice::from_ref(*w)).is_none()
-                && !places.iter().any(|(phrase, _)| phrase.contains(w))
-        }) {
+        if let Some(unknown) = qualifiers.into_iter().find(|w| !self.is_request_word(w)) {
             let what = if kinds.is_empty() {
                 (*unknown).clone()
             } else {
@@ -1186,19 +1177,25 @@ fn contains_phrase(words: &[String], phrase: &[String]) -> bool {
 /// Kinds that "everything" and a bare room ("turn off the kitchen") include:
 /// never what opens, locks, waters or moves (the water main is not "everything off").
 impl Interpreter {
+    /// Whether a word is one a request may hold without naming a device: a
+    /// request or little word, a control word, a number, a kind word, a verb,
+    /// or a word of one of this site's places. Any other word beside a kind
+    /// or a place names something the site may not have.
+    fn is_request_word(&self, w: &str) -> bool {
+        REQUEST_WORDS.contains(&w)
+            || linker::is_glue(w)
+            || CONTROL_WORDS.contains(&w)
+            || w.parse::<i64>().is_ok()
+            || grammar::kind_of_word(w).is_some()
+            || grammar::verb(&[w.to_owned()]).is_some()
+            || self.places.iter().any(|(phrase, _)| phrase.iter().any(|p| p == w))
+    }
+
     /// The place a clause names that the site does not have: the word after
     /// "in"/"at" ("in the attic"), or before "floor" ("on the third floor"),
     /// when it is no place, kind, name word or request word of this site.
     fn unknown_place(&self, clause_words: &[String]) -> Option<String> {
-        let known = |w: &str| {
-            REQUEST_WORDS.contains(&w)
-                || linker::is_glue(w)
-                || CONTROL_WORDS.contains(&w)
-                || w.parse::<i64>().is_ok()
-                || grammar::kind_of_word(w).is_some()
-                || grammar::verb(&[w.to_owned()]).is_some()
-                || self.places.iter().any(|(phrase, _)| phrase.iter().any(|p| p == w))
-        };
+        let known = |w: &str| self.is_request_word(w);
         for (i, word) in clause_words.iter().enumerate() {
             let after = match word.as_str() {
                 "in" | "at" => clause_words[i + 1..].iter().find(|w| !matches!(w.as_str(), "the" | "my" | "our")),

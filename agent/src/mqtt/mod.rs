@@ -15,7 +15,7 @@ mod retained;
 
 pub use link::{CommandLink, Delivery, LateAck, LinkStats, Outcome, DEFAULT_MAX_IN_FLIGHT};
 pub use options::BrokerOptions;
-pub use retained::{read_retained, write_retained};
+pub use retained::{read_retained, write_retained, MAX_RETAINED_BYTES};
 
 /// Errors of the MQTT stage.
 #[derive(Debug, thiserror::Error)]

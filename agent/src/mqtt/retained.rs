@@ -18,7 +18,7 @@ const SETTLE: Duration = Duration::from_millis(500);
 
 /// The largest retained message read (Zigbee2MQTT's device list of a few
 /// hundred devices is a few megabytes).
-const MAX_RETAINED_BYTES: u32 = 32 * 1024 * 1024;
+pub const MAX_RETAINED_BYTES: u32 = 32 * 1024 * 1024;
 
 /// Subscribes to `filters` (wildcards allowed), gathers the retained messages
 /// the broker sends, and returns them by topic. `timeout` bounds the

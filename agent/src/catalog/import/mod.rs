@@ -118,6 +118,14 @@ pub struct DeviceOverlay {
 }
 
 impl Overlay {
+    /// Reads and parses an overlay file.
+    pub fn read(path: &std::path::Path) -> Result<Overlay, ImportError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ImportError::Overlay { file: file.clone(), reason: e.to_string() })?;
+        Overlay::parse(&file, &text)
+    }
+
     /// Parses overlay text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Overlay, ImportError> {
         toml::from_str(text).map_err(|e| ImportError::Overlay { file: file.to_owned(), reason: e.to_string() })
