@@ -89,6 +89,23 @@ fn confirm_naming_an_unknown_action_is_named() {
 }
 
 #[test]
+fn a_group_member_must_be_another_plain_device_of_the_catalog() {
+    let group = |members: &str| {
+        format!(
+            "site = \"s\"\n{GOOD_DEVICE}\n[[devices]]\nid = \"lamps\"\nname = \"lamps\"\nactions = [\"turn_on\"]\nmembers = {members}\n"
+        )
+    };
+    assert_problem(&group("[\"ghost\"]"), Some("lamps"), "members", "'ghost' is not a device of this catalog");
+    assert_problem(&group("[\"lamps\"]"), Some("lamps"), "members", "a device cannot be its own member");
+    let nested = format!(
+        "{}\n[[devices]]\nid = \"all\"\nname = \"all lights\"\nactions = [\"turn_on\"]\nmembers = [\"lamps\"]\n",
+        group("[\"lamp\"]")
+    );
+    assert_problem(&nested, Some("all"), "members", "'lamps' is itself a group");
+    assert_eq!(check(&group("[\"lamp\"]")).0, 0);
+}
+
+#[test]
 fn empty_catalog_is_named() {
     assert_problem("site = \"s\"\n", None, "devices", "no devices");
 }

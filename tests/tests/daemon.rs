@@ -165,6 +165,28 @@ fn killed_engines_are_restarted_and_the_next_utterance_works() {
 }
 
 #[test]
+fn a_daemon_killed_outright_takes_its_engines_with_it() {
+    let _serial = serial();
+    let (dir, broker, _devices) = rig();
+    let audio = file_source(&repo_file("devices/recordings/home-demo.wav"), false);
+    let mut daemon = Daemon::start(&config(dir.path(), &broker.url(), &audio, ""), false);
+    let ready = daemon.ready();
+    let engines = [ready["stt_pid"].as_u64().unwrap(), ready["intent_pid"].as_u64().unwrap()];
+    // SIGKILL: no shutdown code of the daemon's runs; the engines notice on their own.
+    signal(daemon.child.id(), "KILL");
+    let running = |pid: u64| {
+        // A zombie waiting for a reaper has stopped running.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while engines.iter().any(|&pid| running(pid)) {
+        assert!(std::time::Instant::now() < deadline, "engines {engines:?} outlived their daemon");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn with_the_broker_down_a_command_is_not_sent_audited_and_never_replayed() {
     let _serial = serial();
     let (dir, mut broker, devices) = rig();

@@ -229,6 +229,7 @@ confirm = ["lock", "unlock"]
     let group = device("living_room_lamps");
     assert_eq!(group.actions, ["turn_on", "turn_off", "set_brightness", "set_color_temp"]);
     assert_eq!(group.params["set_color_temp"].min, 250, "the range every member accepts");
+    assert_eq!(group.members, ["living_room_floor_lamp", "kitchen_ceiling_light"], "so no member is sent it twice");
 
     // Every action, with native values at both ends and between, is accepted and acknowledged.
     let simulator = Simulator::start(&broker, &path);
@@ -508,7 +509,7 @@ fn a_followed_zigbee2mqtt_reaches_the_running_daemon_when_devices_join_rename_an
         "hearken.toml",
         &format!(
             "catalog = {:?}\n\n[broker]\nurl = \"{}\"\n\n[audio]\nsource = \"text\"\n\n[stt]\nurl = \"{}\"\n\n[intent]\nurl = \"{}\"\n\n\
-             [zigbee2mqtt]\nfollow = true\n\n[audit]\npath = \"audit.log\"\n",
+             [zigbee2mqtt]\nfollow = true\n\n[limits]\ndevice_commands_per_minute = 1000\n\n[audit]\npath = \"audit.log\"\n",
             catalog.to_str().unwrap(),
             broker.url(),
             stt.url(),
@@ -545,6 +546,17 @@ fn a_followed_zigbee2mqtt_reaches_the_running_daemon_when_devices_join_rename_an
     assert_eq!(ask("a", "turn on the coffee plug")["commands"][0]["outcome"], "acknowledged");
     std::thread::sleep(Duration::from_millis(800));
     assert!(of_type("catalog_loaded").is_empty(), "the list it started from is no change");
+    // A stream of requests to the lamp, which every version has, runs across each change.
+    let stream = |from: usize, to: usize| {
+        for n in from..to {
+            let verb = if n % 2 == 0 { "turn on" } else { "turn off" };
+            let payload = json!({"text": format!("{verb} the floor lamp"), "id": format!("s{n}")}).to_string();
+            runtime
+                .block_on(sender.client.publish("hearken/home/text", QoS::AtLeastOnce, false, payload.into_bytes()))
+                .unwrap();
+        }
+    };
+    stream(0, 50);
 
     // A device joins and another is renamed.
     let changed = Instant::now();
@@ -563,13 +575,28 @@ fn a_followed_zigbee2mqtt_reaches_the_running_daemon_when_devices_join_rename_an
     assert_eq!(ask("c", "turn off the kettle plug")["commands"][0]["outcome"], "acknowledged");
     assert!(ask("d", "turn on the coffee plug")["commands"].as_array().unwrap().is_empty(), "the old name is gone");
 
-    // A device leaves.
+    // A device leaves, under the next 50.
+    stream(50, 100);
     publish_retained(&broker, "zigbee2mqtt/bridge/devices", &third.to_string(), dir.path());
     wait("catalog_loaded after the removal", &|| of_type("catalog_loaded").len() >= 2);
     assert_eq!(of_type("catalog_loaded")[1]["removed"], json!(["front_door_lock"]));
     let gone = ask("e", "lock the front door");
     assert_eq!(gone["commands"], json!([]), "{gone}");
     assert!(["no_device", "no_such_device"].contains(&gone["no_command_reason"].as_str().unwrap()), "{gone}");
+    stream(100, 150);
+    let streamed: Vec<String> = (0..150).map(|n| format!("s{n}")).collect();
+    wait("a reply to every streamed request", &|| {
+        let replies = of_type("text_reply");
+        streamed.iter().all(|id| replies.iter().any(|r| &r["request_id"] == id))
+    });
+    let replies = of_type("text_reply");
+    let lost: Vec<&Value> = streamed
+        .iter()
+        .map(|id| replies.iter().find(|r| &r["request_id"] == id).unwrap())
+        .filter(|r| r["commands"][0]["outcome"] != "acknowledged")
+        .collect();
+    assert!(lost.is_empty(), "requests lost across the changes: {lost:?}");
+    eprintln!("z2m follow: 150 streamed requests across 2 changes (join + rename, leave), lost 0");
 
     drop(daemon.child.stdin.take());
     daemon.stopped();

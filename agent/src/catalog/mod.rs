@@ -89,6 +89,8 @@ struct DeviceFile {
     params: BTreeMap<String, ParamRange>,
     #[serde(default)]
     keys: BTreeMap<String, String>,
+    #[serde(default)]
+    members: Vec<String>,
 }
 
 /// What confirms a command to a device.
@@ -164,6 +166,10 @@ pub struct Device {
     /// Zigbee2MQTT endpoint's `state_l1`, a fan's `fan_state`, a TRV's
     /// `current_heating_setpoint`, a Tasmota relay's `POWER2`.
     pub keys: BTreeMap<String, String>,
+    /// Ids of the devices this one commands together (a Zigbee2MQTT group):
+    /// when a request selects it and any of them, only they are commanded,
+    /// so that no device gets the same command twice.
+    pub members: Vec<String>,
 }
 
 impl Device {
@@ -494,7 +500,21 @@ impl Catalog {
                 ack: raw.ack,
                 params: raw.params,
                 keys: raw.keys,
+                members: raw.members,
             });
+        }
+        for device in &devices {
+            for member in &device.members {
+                let problem = match devices.iter().find(|d| &d.id == member) {
+                    None => Some(format!("'{member}' is not a device of this catalog")),
+                    Some(d) if d.id == device.id => Some("a device cannot be its own member".to_owned()),
+                    Some(d) if !d.members.is_empty() => Some(format!("'{member}' is itself a group")),
+                    Some(_) => None,
+                };
+                if let Some(message) = problem {
+                    push(Some(&device.id), "members", message);
+                }
+            }
         }
 
         if !problems.is_empty() {

@@ -863,6 +863,7 @@ impl Interpreter {
                 members.retain(|&d| self.catalog.devices[d].area.as_deref().is_some_and(|a| areas.contains(&a)));
             }
             members.dedup();
+            let members = self.without_covered_groups(members);
             let label = groups.iter().map(|g| format!("{g}s")).collect::<Vec<_>>().join(" and ");
             if members.is_empty() {
                 return Err(Refusal::new(NoCommandReason::NoSuchDevice, format!("there are no {label} there")));
@@ -1023,7 +1024,21 @@ impl Interpreter {
                 format!("there are {} {}; which one?", members.len(), kind_label),
             ));
         }
+        let members = self.without_covered_groups(members);
         Ok(Some(Targets { requests: 1, devices: members, explicit: false, label, any_kind: kinds.is_empty() }))
+    }
+
+    /// A selection without the group devices (Zigbee2MQTT groups) whose
+    /// members it also holds: each member is commanded and acknowledges on
+    /// its own, and none gets the command twice, once directly and once
+    /// through its group.
+    fn without_covered_groups(&self, selected: Vec<usize>) -> Vec<usize> {
+        let ids: Vec<&str> = selected.iter().map(|&d| self.catalog.devices[d].id.as_str()).collect();
+        selected
+            .iter()
+            .copied()
+            .filter(|&d| !self.catalog.devices[d].members.iter().any(|m| ids.contains(&m.as_str())))
+            .collect()
     }
 
     /// "All the lights", "every conveyor", "both pumps": with one of those
@@ -1528,6 +1543,60 @@ mod tests {
         assert_eq!(devices, ["living_room_lamp", "kitchen_light", "bedroom_light", "porch_light"]);
         assert!(asked.settled.iter().all(|c| c.action == "turn_off"));
         assert!(asked.narrowed.is_empty());
+    }
+
+    #[test]
+    fn a_group_and_its_members_selected_together_command_each_member_once() {
+        let text = r#"
+site = "home"
+[[devices]]
+id = "lounge_lamp"
+name = "floor lamp"
+area = "lounge"
+protocol = "zigbee2mqtt"
+topic = "zigbee2mqtt/lounge/floor lamp"
+actions = ["turn_on", "turn_off"]
+[[devices]]
+id = "lounge_spot"
+name = "spot light"
+area = "lounge"
+protocol = "zigbee2mqtt"
+topic = "zigbee2mqtt/lounge/spot light"
+actions = ["turn_on", "turn_off"]
+[[devices]]
+id = "lounge_lights"
+name = "lounge group"
+kind = "light"
+area = "lounge"
+protocol = "zigbee2mqtt"
+topic = "zigbee2mqtt/lounge/lights"
+actions = ["turn_on", "turn_off"]
+members = ["lounge_lamp", "lounge_spot"]
+[[devices]]
+id = "porch_group"
+name = "porch group"
+kind = "light"
+area = "porch"
+protocol = "zigbee2mqtt"
+topic = "zigbee2mqtt/porch group"
+actions = ["turn_on", "turn_off"]
+members = ["lounge_spot"]
+"#;
+        let catalog = Catalog::parse(Path::new("groups.toml"), text).unwrap();
+        let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
+        let interpreter = Interpreter::new(catalog, client, InterpreterConfig::default());
+        let settled = |words: &str| -> Vec<String> {
+            let Plan::Ask(asked) = interpreter.plan_words(words, None) else { panic!("no plan for {words}") };
+            asked.settled.iter().map(|c| c.device.clone()).collect()
+        };
+        // The lounge's lights: both lamps, not also their group.
+        assert_eq!(settled("turn off the lights in the lounge"), ["lounge_lamp", "lounge_spot"]);
+        // Every light: the members once each; the porch group, whose member is selected, is not sent either.
+        assert_eq!(settled("turn on all the lights"), ["lounge_lamp", "lounge_spot"]);
+        // A group selected without its members is commanded: the porch's light is its group.
+        assert_eq!(settled("turn on the lights in the porch"), ["porch_group"]);
+        // Named, a group is one device.
+        assert_eq!(settled("turn on the lounge group"), ["lounge_lights"]);
     }
 
     #[test]

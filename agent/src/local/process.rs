@@ -54,6 +54,7 @@ impl EngineProcess {
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .env("HEARKEN_ENGINE_TOKEN", &token)
+            .env(hearken_engine_api::PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

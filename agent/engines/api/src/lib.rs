@@ -34,6 +34,28 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
+        () = parent_gone() => {
+            tracing::warn!("the process that started this engine is gone; stopping");
+        }
+    }
+}
+
+/// The environment variable in which a supervisor names its own pid, so that
+/// an engine it started stops when it dies, even by SIGKILL (which no
+/// supervisor can clean up after), instead of holding its model and cores.
+pub const PARENT_ENV: &str = "HEARKEN_ENGINE_PARENT";
+
+/// Resolves when the engine's parent is no longer the supervisor named in
+/// [`PARENT_ENV`] (it died and the engine was re-parented); never without
+/// the variable, so an engine started by hand runs until it is stopped.
+async fn parent_gone() {
+    let supervisor = std::env::var(PARENT_ENV).ok().and_then(|pid| pid.parse::<u32>().ok());
+    let Some(supervisor) = supervisor else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    while std::os::unix::process::parent_id() == supervisor {
+        tick.tick().await;
     }
 }
 

@@ -64,6 +64,8 @@ pub struct ImportedDevice {
     pub params: BTreeMap<String, ParamRange>,
     /// Payload keys that differ from the protocol's own.
     pub keys: BTreeMap<String, String>,
+    /// For a group, the ids of its members.
+    pub members: Vec<String>,
 }
 
 /// What an import found: the devices, and what it left out and why.
@@ -171,20 +173,23 @@ struct DeviceOut {
     keys: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     params: BTreeMap<String, ParamRange>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    members: Vec<String>,
 }
 
 /// Writes the catalog text of `import` for `site`, the overlay applied. The
 /// text still has to pass [`crate::catalog::Catalog::parse`]; the caller
 /// checks it before anyone uses it.
 pub fn write_catalog(site: &str, import: &Import, overlay: &Overlay, source: &str) -> String {
+    let skipped = |id: &str| overlay.devices.get(id).is_some_and(|c| c.skip);
     let devices = import
         .devices
         .iter()
         .filter_map(|d| {
-            let change = overlay.devices.get(&d.id);
-            if change.is_some_and(|c| c.skip) {
+            if skipped(&d.id) {
                 return None;
             }
+            let change = overlay.devices.get(&d.id);
             Some(DeviceOut {
                 id: d.id.clone(),
                 name: change.and_then(|c| c.name.clone()).unwrap_or_else(|| d.name.clone()),
@@ -197,6 +202,7 @@ pub fn write_catalog(site: &str, import: &Import, overlay: &Overlay, source: &st
                 topic: d.topic.clone(),
                 keys: d.keys.clone(),
                 params: d.params.clone(),
+                members: d.members.iter().filter(|m| !skipped(m)).cloned().collect(),
             })
         })
         .collect();

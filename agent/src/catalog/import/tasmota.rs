@@ -58,6 +58,7 @@ pub fn import(configs: &[(String, Vec<u8>)]) -> Result<Import, ImportError> {
                 topic: device_topic.to_owned(),
                 params,
                 keys,
+                members: Vec::new(),
             });
         }
         if config["if"].as_u64().is_some_and(|f| f > 0) {
@@ -72,6 +73,7 @@ pub fn import(configs: &[(String, Vec<u8>)]) -> Result<Import, ImportError> {
                 topic: device_topic.to_owned(),
                 params: BTreeMap::from([("set_speed".into(), ParamRange { min: 0, max: 3, unit: None })]),
                 keys: BTreeMap::new(),
+                members: Vec::new(),
             });
         }
         if import.devices.len() == before {

@@ -68,6 +68,7 @@ pub fn import(devices: &[u8], groups: Option<&[u8]>, base_topic: &str) -> Result
                         topic: format!("{base_topic}/{friendly}"),
                         params,
                         keys,
+                        members: Vec::new(),
                     });
                 }
                 Ok(None) => {}
@@ -258,7 +259,9 @@ fn is_power(property: &str, endpoint: Option<&str>) -> bool {
 }
 
 /// A Zigbee2MQTT group: one device whose actions are those every member has,
-/// with the protocol's own keys (a group takes `state` and `brightness`).
+/// with the protocol's own keys (a group takes `state` and `brightness`),
+/// and its members' ids, so that a request that selects the group and its
+/// members does not command them twice.
 fn convert_group(
     group: &Value,
     devices: &[ImportedDevice],
@@ -303,6 +306,7 @@ fn convert_group(
         topic: format!("{base_topic}/{friendly}"),
         params,
         keys: BTreeMap::new(),
+        members: members.iter().map(|m| m.id.clone()).collect(),
     })
 }
 
