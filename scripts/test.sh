@@ -16,6 +16,9 @@ cargo build --workspace --all-targets --locked
 # The speech and intent tests use the real models: the converted whisper tiny.en,
 # SmolLM2-135M and Gemma 3 270M (cached outside the clone).
 "${CARGO_TARGET_DIR:-target}/debug/hearken" models fetch
+# Natural test speech (Kokoro-82M, Piper joe, room responses), pinned and cached
+# outside the clone; the natural-voice test synthesizes its clips once per machine.
+scripts/speech/fetch.sh >/dev/null
 cargo test --workspace --locked
 # Every fuzz target for 30 s (cargo-fuzz, libFuzzer; see docs/security.md).
 scripts/fuzz.sh 30

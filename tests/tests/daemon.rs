@@ -164,6 +164,40 @@ fn killed_engines_are_restarted_and_the_next_utterance_works() {
     assert_eq!(devices.received(), 2);
 }
 
+/// A process spinning on one core for the length of a test (at most 10 minutes).
+struct Burner(std::process::Child);
+
+impl Drop for Burner {
+    fn drop(&mut self) {
+        signal(self.0.id(), "TERM");
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn with_one_core_busy_every_utterance_is_still_handled() {
+    let _serial = serial();
+    let (dir, broker, devices) = rig();
+    let _burner = Burner(Command::new("timeout").args(["600", "sh", "-c", "while :; do :; done"]).spawn().unwrap());
+    let audio = file_source(&repo_file("devices/recordings/home-demo.wav"), false);
+    let mut daemon = Daemon::start(&config(dir.path(), &broker.url(), &audio, ""), false);
+    daemon.ready();
+    let mut first = acknowledged(&daemon.utterance(1));
+    first.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(first, vec![cmd("ceiling_fan", "turn_on", Value::Null), cmd("kitchen_light", "turn_on", Value::Null)]);
+    assert_eq!(acknowledged(&daemon.utterance(2)), vec![cmd("thermostat", "set_temperature", 21.into())]);
+    assert_eq!(acknowledged(&daemon.utterance(3)), vec![cmd("living_room_blinds", "close", Value::Null)]);
+    assert_eq!(daemon.utterance(4)["needs_confirmation"][0]["action"], "unlock");
+    let confirmed = daemon.wait_for("confirmation", Duration::from_secs(120), |l| l["decision"].is_string());
+    assert_eq!(confirmed["decision"], "confirmed", "{confirmed}");
+    assert_eq!(daemon.utterance(6)["commands"], serde_json::json!([]));
+    let stopped = daemon.stopped();
+    assert_eq!(stopped["drained"], true, "{stopped}");
+    assert_eq!(stopped["dropped_utterances"], 0, "{stopped}");
+    assert_eq!(daemon.exit_code(), 0);
+    assert_eq!(devices.received(), 5);
+}
+
 #[test]
 fn a_daemon_killed_outright_takes_its_engines_with_it() {
     let _serial = serial();

@@ -190,11 +190,11 @@ async fn the_engine_requires_its_token_and_rejects_malformed_requests() {
     let http = reqwest_like_post(engine.url(), engine.token(), b"not a wav").await;
     assert_eq!(http.0, 400, "{}", http.1);
     assert!(http.1.contains("not a WAV"), "{}", http.1);
-    let too_long = vec![0.0f32; 31 * 16_000];
+    let too_long = vec![0.0f32; 121 * 16_000];
     let client = engine.client(Duration::from_secs(30)).unwrap();
     match client.transcribe(&too_long, None).await {
         Err(SttError::Status { status: 413, message, .. }) => {
-            assert!(message.contains("at most 30000 ms") && message.contains("--max-audio-ms"), "{message}")
+            assert!(message.contains("at most 120000 ms") && message.contains("--max-audio-ms"), "{message}")
         }
         other => panic!("expected 413, got {other:?}"),
     }
@@ -343,4 +343,19 @@ async fn a_clip_the_short_context_misses_is_retried_with_the_full_context() {
     let clip = samples_of(&synthesize(dir.path(), "unlock.wav", "unlock the front door"));
     let text = client.transcribe(&clip, None).await.unwrap().text;
     assert!(normalize_transcript(&text).contains("front door"), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_longer_than_whisper_window_is_cut_in_a_pause_and_nothing_is_dropped() {
+    let engine = WhisperProcess::start(&whisper_model(), 2).await.unwrap();
+    let client = engine.client(Duration::from_secs(120)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 2 s of words, 27 s of quiet, then more words that end after the 30 s window.
+    let mut clip = samples_of(&synthesize(dir.path(), "first.wav", "turn on the kitchen light"));
+    clip.resize(29 * 16_000, 0.0);
+    clip.extend(samples_of(&synthesize(dir.path(), "second.wav", "lock the front door")));
+    clip.extend(vec![0.0; 8_000]);
+    assert!(clip.len() > 30 * 16_000);
+    let text = normalize_transcript(&client.transcribe(&clip, None).await.unwrap().text);
+    assert!(text.contains("kitchen light") && text.contains("front door"), "{text:?}");
 }

@@ -247,8 +247,13 @@ pub struct EngineConfig {
     pub token_file: Option<PathBuf>,
     /// Model file for the local engine (empty: the cached default from `hearken models fetch`).
     pub model: Option<PathBuf>,
-    /// Inference threads of the local engine (0: all cores; STT and intent run one after the other).
+    /// Most inference threads of the local engine (0: all cores; STT and intent run one after the other).
     pub threads: usize,
+    /// Each request of the local engine uses the cores other work left idle
+    /// over the last second, within `threads` (ggml's spinning thread pool
+    /// with a thread per core is 5× slower with one core busy); off: always
+    /// `threads`.
+    pub adaptive_threads: bool,
     /// Request timeout.
     pub timeout_ms: u64,
     /// Speech only: prime every transcription with the catalog's device names and
@@ -274,6 +279,7 @@ impl Default for EngineConfig {
             token_file: None,
             model: None,
             threads: 0,
+            adaptive_threads: true,
             timeout_ms: 10_000,
             prompt_from_catalog: false,
             retry_with_catalog_prompt: true,

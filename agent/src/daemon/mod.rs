@@ -387,6 +387,9 @@ fn start_engine(name: &'static str, engine: &EngineConfig, config: &Config) -> R
         "--threads".to_owned(),
         engine.threads_or_all().to_string(),
     ];
+    if !engine.adaptive_threads {
+        args.push("--fixed-threads".to_owned());
+    }
     if engine.gpu {
         match name {
             "stt" => args.push("--gpu".to_owned()),

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::eval::percentile;
 use crate::simulator::{Simulator, SimulatorConfig};
+use crate::speech::{say, Utterance, ROOM, VOICES};
 use crate::testbed::Mosquitto;
 use hearken::catalog::Catalog;
 use hearken::catalog::Command;
@@ -50,6 +51,25 @@ pub struct BenchE2eArgs {
     /// Print every utterance, not only the wrong ones.
     #[arg(long)]
     all_cases: bool,
+    /// Also run each set with this many CPU burners beside it (processes that spin,
+    /// stopped after the run and after 15 minutes at most) and report quiet and busy
+    /// side by side.
+    #[arg(long, default_value_t = 0)]
+    busy_cores: usize,
+    /// Engines always use all their threads (`adaptive_threads = false`), to measure
+    /// what adapting to the idle cores saves.
+    #[arg(long)]
+    fixed_threads: bool,
+    /// Voices to speak each set in, one run per voice: `espeak` (espeak-ng as the
+    /// first benchmarks had it), `kokoro:<style>`, `piper:joe`, `espeak:<voice>`;
+    /// `natural` is the natural set's six (four Kokoro styles, Piper's joe, espeak-ng).
+    /// Natural voices come from `scripts/speech/fetch.sh` (cached outside the clone).
+    #[arg(long = "voice", default_values = ["espeak"])]
+    voices: Vec<String>,
+    /// Also play every voice in a real room (`Concrete Room`) with pink noise this
+    /// many dB below the speech.
+    #[arg(long)]
+    room_snr_db: Option<f64>,
 }
 
 /// A broker, the simulated devices, and what the daemon reported.
@@ -118,6 +138,36 @@ impl Stage {
         });
         hearken::daemon::run(config, tx, std::future::pending()).await?;
         Ok(collector.await?)
+    }
+}
+
+/// CPU burners: `n` processes that spin (each at most 15 minutes, in case
+/// the benchmark dies without stopping them), killed on drop. Processes,
+/// not threads of this one: the engines leave hearken's own CPU time out of
+/// what they count as other work, and the benchmark runs the daemon.
+struct Burners(Vec<std::process::Child>);
+
+impl Burners {
+    fn start(n: usize) -> anyhow::Result<Burners> {
+        let mut burners = Burners(Vec::new());
+        for _ in 0..n {
+            let child = std::process::Command::new("timeout")
+                .args(["900", "sh", "-c", "while :; do :; done"])
+                .spawn()
+                .context("cannot start a CPU burner (timeout, sh)")?;
+            burners.0.push(child);
+        }
+        Ok(burners)
+    }
+}
+
+impl Drop for Burners {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            // `timeout` passes the signal on to the spinning shell.
+            let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -197,15 +247,59 @@ pub(crate) struct E2eCase {
 /// are exactly the expected ones.
 pub async fn bench_e2e(args: BenchE2eArgs) -> anyhow::Result<ExitCode> {
     let stage = Stage::start(&args.catalog, None).await?;
-    for set in &args.sets {
+    let fixed = args.fixed_threads;
+    let voices: Vec<String> = args
+        .voices
+        .iter()
+        .flat_map(|v| if v == "natural" { VOICES.map(String::from).to_vec() } else { vec![v.clone()] })
+        .collect();
+    let mut variants: Vec<(String, Option<f64>)> = voices.iter().map(|v| (v.clone(), None)).collect();
+    if let Some(snr) = args.room_snr_db {
+        variants.extend(voices.iter().map(|v| (v.clone(), Some(snr))));
+    }
+    for (set, (voice, snr)) in args.sets.iter().flat_map(|s| variants.iter().map(move |v| (s, v))) {
         let (cases, skipped) = load_cases(set, &args.catalog)?;
         let scratch = tempfile::tempdir()?;
-        let (recording, spans) = synthesize(&cases, scratch.path(), args.gap_ms)?;
-        let lines = stage.run(&args.catalog, &recording, &scratch.path().join("audit.log"), false).await?;
-        let report = score(&cases, &spans, &lines, args.all_cases);
-        let mut report = report;
+        let (recording, spans) = if voice == "espeak" && snr.is_none() {
+            synthesize(&cases, scratch.path(), args.gap_ms)?
+        } else {
+            let utterances: Vec<Utterance> = cases
+                .iter()
+                .map(|c| {
+                    let dry = Utterance::new(&c.text, voice);
+                    match snr {
+                        Some(snr) => dry.in_room(ROOM, *snr),
+                        None => dry,
+                    }
+                })
+                .collect();
+            stream_of(&say(&utterances)?, scratch.path(), args.gap_ms)?
+        };
+        let adjust = move |config: &mut Config| {
+            config.stt.adaptive_threads = !fixed;
+            config.intent.adaptive_threads = !fixed;
+        };
+        let quiet_audit = scratch.path().join("audit.log");
+        let quiet_lines = stage.run_with(&args.catalog, &recording, &quiet_audit, false, adjust).await?;
+        let quiet = score(&cases, &spans, &quiet_lines, args.all_cases);
+        let mut report = if args.busy_cores == 0 {
+            quiet
+        } else {
+            let burners = Burners::start(args.busy_cores)?;
+            let busy_audit = scratch.path().join("audit-busy.log");
+            let busy_lines = stage.run_with(&args.catalog, &recording, &busy_audit, false, adjust).await?;
+            let busy = score(&cases, &spans, &busy_lines, args.all_cases);
+            drop(burners);
+            let median = |r: &Value| r["latency"]["end_to_ack"]["median_ms"].as_f64();
+            let ratio = median(&busy).zip(median(&quiet)).map(|(b, q)| b / q.max(f64::EPSILON));
+            json!({"quiet": quiet, "busy": busy, "busy_cores": args.busy_cores,
+                   "end_to_ack_median_busy_over_quiet": ratio})
+        };
         report["set"] = json!(set);
+        report["voice"] = json!(voice);
+        report["room_snr_db"] = json!(snr);
         report["skipped"] = json!(skipped);
+        report["adaptive_threads"] = json!(!fixed);
         println!("{report}");
     }
     stage.simulator.stop().await;
@@ -234,11 +328,27 @@ pub(crate) fn load_cases(set: &Path, catalog_path: &Path) -> anyhow::Result<(Vec
     Ok((cases, skipped))
 }
 
+/// Clips joined into one 16 kHz stream with `gap_ms` of silence between;
+/// returns the stream and each clip's span in milliseconds.
+pub(crate) fn stream_of(clips: &[PathBuf], dir: &Path, gap_ms: u64) -> anyhow::Result<(PathBuf, Vec<(u64, u64)>)> {
+    let mut stream: Vec<f32> = vec![0.0; 16 * 500];
+    let mut spans = Vec::new();
+    for clip in clips {
+        let speech = hearken::audio::read_wav(clip)?;
+        let start = stream.len() as u64 / 16;
+        stream.extend_from_slice(&speech.samples);
+        spans.push((start, stream.len() as u64 / 16));
+        stream.extend(std::iter::repeat_n(0.0, (gap_ms * 16) as usize));
+    }
+    let path = dir.join("stream.wav");
+    std::fs::write(&path, hearken::audio::encode_wav16k(&stream))?;
+    Ok((path, spans))
+}
+
 /// Speaks every case with espeak-ng into one 16 kHz stream with `gap_ms` of
 /// silence between; returns the stream and each case's span in milliseconds.
 pub(crate) fn synthesize(cases: &[E2eCase], dir: &Path, gap_ms: u64) -> anyhow::Result<(PathBuf, Vec<(u64, u64)>)> {
-    let mut stream: Vec<f32> = vec![0.0; 16 * 500];
-    let mut spans = Vec::new();
+    let mut clips = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let wav = dir.join(format!("{i}.wav"));
         let status = std::process::Command::new("espeak-ng")
@@ -250,15 +360,9 @@ pub(crate) fn synthesize(cases: &[E2eCase], dir: &Path, gap_ms: u64) -> anyhow::
         if !status.success() {
             bail!("espeak-ng failed on {:?}", case.text);
         }
-        let speech = hearken::audio::read_wav(&wav)?;
-        let start = stream.len() as u64 / 16;
-        stream.extend_from_slice(&speech.samples);
-        spans.push((start, stream.len() as u64 / 16));
-        stream.extend(std::iter::repeat_n(0.0, (gap_ms * 16) as usize));
+        clips.push(wav);
     }
-    let path = dir.join("stream.wav");
-    std::fs::write(&path, hearken::audio::encode_wav16k(&stream))?;
-    Ok((path, spans))
+    stream_of(&clips, dir, gap_ms)
 }
 
 fn score(cases: &[E2eCase], spans: &[(u64, u64)], lines: &[Value], all_cases: bool) -> Value {

@@ -14,6 +14,7 @@
 //! - [`demo`]: `hearken demo` and `hearken bench e2e`.
 //! - [`burst`]: `hearken bench burst`.
 //! - [`soak`]: `hearken bench soak`.
+//! - [`speech`]: test speech in natural voices (Kokoro, Piper), rooms and noise.
 
 pub mod bench;
 pub mod burst;
@@ -22,4 +23,5 @@ pub mod eval;
 pub mod fake_engines;
 pub mod simulator;
 pub mod soak;
+pub mod speech;
 pub mod testbed;

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - [`cores`]: how many threads a request may use beside other work.
 //! - [`wav`]: WAV and raw PCM decoding, resampling to 16 kHz mono, and the
 //!   16 kHz WAV the daemon uploads.
 //! - [`request`]: the chat request and the multipart transcription form,
@@ -15,6 +16,7 @@
 //! - [`simulation`]: the remote-API stand-in of tests and benchmarks (only
 //!   with the `simulation` feature).
 
+pub mod cores;
 pub mod http;
 pub mod request;
 pub mod simulation;

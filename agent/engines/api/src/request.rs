@@ -22,8 +22,8 @@ pub const CHAT_MAX_TOKENS: usize = 1024;
 pub const CHAT_DEFAULT_TOKENS: usize = 256;
 /// Default for `hearken-whisper --max-body-bytes`: 30 s of 48 kHz stereo float WAV, with room to spare.
 pub const TRANSCRIPTION_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// Default (and ceiling) of `hearken-whisper --max-audio-ms`: whisper's window.
-pub const TRANSCRIPTION_MAX_AUDIO_MS: u64 = 30_000;
+/// Default of `hearken-whisper --max-audio-ms`: two minutes, four of whisper's windows.
+pub const TRANSCRIPTION_MAX_AUDIO_MS: u64 = 120_000;
 
 /// A request the engine refuses, with the HTTP status that says why.
 #[derive(Debug, thiserror::Error)]

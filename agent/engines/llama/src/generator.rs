@@ -19,6 +19,9 @@ use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use toktrie::TokEnv;
 
+use hearken_engine_api::cores::ThreadBudget;
+
+use crate::threads::RawContext;
 use crate::tok_env::LlamaTokEnv;
 
 /// Errors of the generation stage.
@@ -44,10 +47,12 @@ pub enum GenerateError {
 pub struct GeneratorConfig {
     /// Context length in tokens.
     pub n_ctx: u32,
-    /// Threads for generating one token at a time.
+    /// Most threads for generating one token at a time.
     pub threads: i32,
-    /// Threads for decoding prompts (batches).
+    /// Most threads for decoding prompts (batches).
     pub threads_batch: i32,
+    /// Use fewer threads while other work keeps cores busy (see `hearken_engine_api::cores`).
+    pub adaptive_threads: bool,
     /// Layers offloaded to the GPU (0 on CPU builds).
     pub gpu_layers: u32,
     /// Feed grammar-forced tokens in batches (off only to measure what it saves).
@@ -72,6 +77,8 @@ pub struct Completion {
     pub prompt_ms: f64,
     /// Time spent generating.
     pub generate_ms: f64,
+    /// Threads it generated with.
+    pub threads: i32,
 }
 
 /// The model, its context and the grammar machinery; one request at a time.
@@ -84,6 +91,11 @@ pub struct Generator {
     cached: Vec<LlamaToken>,
     n_batch: usize,
     jump_forward: bool,
+    /// Where the thread count is changed per request; `None`: fixed at load.
+    raw: Option<RawContext>,
+    budget: ThreadBudget,
+    threads: i32,
+    threads_batch: i32,
 }
 
 impl Generator {
@@ -104,6 +116,11 @@ impl Generator {
             .with_n_threads(config.threads)
             .with_n_threads_batch(config.threads_batch);
         let context = model.new_context(backend, context_params).map_err(|e| load_error(e.to_string()))?;
+        let raw = if config.adaptive_threads { RawContext::of(&context) } else { None };
+        if config.adaptive_threads && raw.is_none() {
+            tracing::warn!("cannot change the context's threads per request; they stay at {}", config.threads);
+        }
+        let most = config.threads.max(config.threads_batch).max(1);
         let template = model.chat_template(None).ok();
         let tok_env: TokEnv = LlamaTokEnv::build(model);
         let mut factory = ParserFactory::new_simple(&tok_env).map_err(|e| load_error(e.to_string()))?;
@@ -116,6 +133,10 @@ impl Generator {
             cached: Vec::new(),
             n_batch: n_batch as usize,
             jump_forward: config.jump_forward,
+            raw,
+            budget: ThreadBudget::new(usize::try_from(most).unwrap_or(1), config.adaptive_threads),
+            threads: config.threads,
+            threads_batch: config.threads_batch,
         })
     }
 
@@ -177,6 +198,7 @@ impl Generator {
             )));
         }
         let started = Instant::now();
+        let threads = self.use_free_cores();
         // Reuse the longest common prefix; at least the last prompt token is
         // decoded again so there are logits to sample from.
         let mut common = self.cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
@@ -261,7 +283,18 @@ impl Generator {
             forced_tokens: forced,
             prompt_ms: prompt_ms.unwrap_or(0.0),
             generate_ms: started.elapsed().as_secs_f64() * 1000.0 - prompt_ms.unwrap_or(0.0),
+            threads,
         })
+    }
+
+    /// Sets the context's threads to the cores other work leaves free (within
+    /// the configured most) and returns the generating threads.
+    fn use_free_cores(&mut self) -> i32 {
+        let Some(raw) = &self.raw else { return self.threads };
+        let free = i32::try_from(self.budget.now()).unwrap_or(1);
+        let (threads, threads_batch) = (self.threads.min(free).max(1), self.threads_batch.min(free).max(1));
+        raw.set_threads(&mut self.context, threads, threads_batch);
+        raw.threads(&self.context)
     }
 
     /// Drops cached tokens from position `keep` on, in llama.cpp and in our record.

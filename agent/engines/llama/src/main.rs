@@ -5,6 +5,7 @@
 //! vendor an incompatible ggml (see DESIGN.md).
 
 mod generator;
+mod threads;
 mod tok_env;
 
 use std::path::PathBuf;
@@ -44,12 +45,17 @@ struct Args {
     /// with the `simulation` feature).
     #[command(flatten)]
     remote: hearken_engine_api::simulation::RemoteSimulation,
-    /// Threads for generating tokens one at a time (default: all cores).
+    /// Most threads for generating tokens one at a time (default: all cores); each request
+    /// uses the cores other work leaves free, at least one.
     #[arg(long)]
     threads: Option<usize>,
-    /// Threads for decoding prompts (default: same as --threads).
+    /// Most threads for decoding prompts (default: same as --threads).
     #[arg(long)]
     threads_batch: Option<usize>,
+    /// Always use --threads and --threads-batch, even when other work keeps cores busy (to
+    /// measure what adapting saves).
+    #[arg(long)]
+    fixed_threads: bool,
     /// Context length in tokens (prompt + completion).
     #[arg(long, default_value_t = 2048)]
     ctx_size: u32,
@@ -91,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         threads_batch: threads_batch as i32,
         gpu_layers: args.gpu_layers,
         jump_forward: !args.no_jump_forward,
+        adaptive_threads: !args.fixed_threads,
     };
     let generator = Generator::load(&args.model, &config)?;
     let model_name = args.model.file_name().map_or_else(|| "gguf".to_owned(), |n| n.to_string_lossy().into_owned());
@@ -101,7 +108,8 @@ fn main() -> anyhow::Result<()> {
         max_tokens: usize::try_from(args.max_tokens).unwrap_or(usize::MAX),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let info = json!({"threads": threads, "threads_batch": threads_batch, "ctx_size": args.ctx_size});
+    let info = json!({"threads": threads, "threads_batch": threads_batch, "adaptive_threads": !args.fixed_threads,
+                      "ctx_size": args.ctx_size});
     runtime.block_on(engine_http::serve(
         app(engine, token, args.remote.clone(), args.max_body_bytes),
         &args.listen,
@@ -178,6 +186,7 @@ async fn chat_completions(State(engine): State<Arc<Engine>>, body: Bytes) -> Res
             "prompt_ms": completion.prompt_ms,
             "generate_ms": completion.generate_ms,
             "forced_tokens": completion.forced_tokens,
+            "threads": completion.threads,
             "total_ms": started.elapsed().as_secs_f64() * 1000.0,
         },
     }))

@@ -42,18 +42,25 @@ struct Args {
     /// with the `simulation` feature).
     #[command(flatten)]
     remote: hearken_engine_api::simulation::RemoteSimulation,
-    /// Inference threads (default: all cores).
+    /// Most inference threads (default: all cores); each request uses the cores other work
+    /// leaves free, at least one.
     #[arg(long)]
     threads: Option<usize>,
+    /// Always use --threads, even when other work keeps cores busy (to measure what adapting
+    /// saves).
+    #[arg(long)]
+    fixed_threads: bool,
     /// Offload to the GPU when built with the `cuda` feature.
     #[arg(long)]
     gpu: bool,
     /// Largest request body in bytes; a larger one is refused with 413.
     #[arg(long, default_value_t = engine_request::TRANSCRIPTION_MAX_BODY_BYTES)]
     max_body_bytes: usize,
-    /// Longest clip per request in ms (at most whisper's 30 s window); a longer one is refused with 413.
+    /// Longest clip per request in ms (it bounds how long one request computes; a clip longer
+    /// than whisper's 30 s window is cut in pauses and its pieces transcribed in turn); a
+    /// longer one is refused with 413.
     #[arg(long, default_value_t = engine_request::TRANSCRIPTION_MAX_AUDIO_MS,
-          value_parser = clap::value_parser!(u64).range(1..=engine_request::TRANSCRIPTION_MAX_AUDIO_MS))]
+          value_parser = clap::value_parser!(u64).range(1..))]
     max_audio_ms: u64,
 }
 
@@ -70,7 +77,8 @@ fn main() -> anyhow::Result<()> {
     let token = engine_http::load_token(args.token_file.as_deref())?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     whisper_rs::install_logging_hooks();
-    let transcriber = Transcriber::load(&args.model, threads, args.gpu)?;
+    let budget = hearken_engine_api::cores::ThreadBudget::new(threads, !args.fixed_threads);
+    let transcriber = Transcriber::load(&args.model, budget, args.gpu)?;
     let model_name = args.model.file_name().map_or_else(|| "whisper".to_owned(), |n| n.to_string_lossy().into_owned());
     let engine = Arc::new(Engine {
         transcriber,
@@ -83,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         app(engine, token, args.remote.clone(), args.max_body_bytes),
         &args.listen,
         "hearken-whisper",
-        json!({"threads": threads}),
+        json!({"threads": threads, "adaptive_threads": !args.fixed_threads}),
     ))?;
     Ok(())
 }
@@ -125,11 +133,9 @@ async fn transcriptions(State(engine): State<Arc<Engine>>, multipart: Multipart)
     match result {
         Ok(Ok(transcript)) if text_format => transcript.text.into_response(),
         Ok(Ok(transcript)) => {
-            Json(json!({"text": transcript.text, "audio_ctx": transcript.audio_ctx, "inference_ms": inference_ms}))
-                .into_response()
-        }
-        Ok(Err(e @ transcriber::TranscribeError::TooLong { .. })) => {
-            api_error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            Json(json!({"text": transcript.text, "audio_ctx": transcript.audio_ctx, "threads": transcript.threads,
+                        "inference_ms": inference_ms}))
+            .into_response()
         }
         Ok(Err(e)) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, format!("inference task failed: {e}")),

@@ -14,13 +14,22 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use hearken_engine_api::cores::ThreadBudget;
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
 
 /// Encoder frames kept beyond the clip (one frame is 20 ms).
 pub const AUDIO_CTX_MARGIN: usize = 64;
 
-/// Longest clip accepted: whisper's window.
+/// Longest piece whisper decodes at once: its window. A longer clip is cut
+/// into pieces of at most this, each at the quietest point of its last
+/// [`CUT_SEARCH_SAMPLES`].
 pub const MAX_SAMPLES: usize = 30 * 16_000;
+
+/// Where a cut of a long clip is looked for: the last 10 s of a piece.
+pub const CUT_SEARCH_SAMPLES: usize = 10 * 16_000;
+
+/// The stretch whose energy decides a cut: 100 ms.
+const CUT_FRAME_SAMPLES: usize = 1_600;
 
 /// Errors of the transcription stage.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +41,6 @@ pub enum TranscribeError {
         path: String,
         /// whisper.cpp's complaint.
         reason: String,
-    },
-    /// The clip is longer than whisper's 30 s window.
-    #[error("audio is {seconds:.1} s long; at most 30 s per request")]
-    TooLong {
-        /// The clip's length.
-        seconds: f32,
     },
     /// Inference failed.
     #[error("whisper inference failed: {0}")]
@@ -51,6 +54,8 @@ pub struct Transcript {
     pub text: String,
     /// Encoder frames used.
     pub audio_ctx: usize,
+    /// Threads it ran on (fewer than the most when other work kept cores busy).
+    pub threads: usize,
 }
 
 /// A loaded model with one decoding state; requests are served one at a time
@@ -58,17 +63,17 @@ pub struct Transcript {
 pub struct Transcriber {
     _context: WhisperContext,
     state: Mutex<WhisperState>,
-    threads: usize,
+    threads: ThreadBudget,
 }
 
 impl Transcriber {
     /// Loads a ggml whisper model.
-    pub fn load(path: &Path, threads: usize, use_gpu: bool) -> Result<Transcriber, TranscribeError> {
+    pub fn load(path: &Path, threads: ThreadBudget, use_gpu: bool) -> Result<Transcriber, TranscribeError> {
         let error = |reason: String| TranscribeError::Load { path: path.display().to_string(), reason };
         let parameters = WhisperContextParameters { use_gpu, ..WhisperContextParameters::default() };
         let context = WhisperContext::new_with_params(path, parameters).map_err(|e| error(e.to_string()))?;
         let state = context.create_state().map_err(|e| error(e.to_string()))?;
-        Ok(Transcriber { _context: context, state: Mutex::new(state), threads: threads.max(1) })
+        Ok(Transcriber { _context: context, state: Mutex::new(state), threads })
     }
 
     /// Transcribes 16 kHz mono samples; `prompt` primes the vocabulary
@@ -81,15 +86,39 @@ impl Transcriber {
         prompt: Option<&str>,
         language: &str,
     ) -> Result<Transcript, TranscribeError> {
-        if samples.len() > MAX_SAMPLES {
-            return Err(TranscribeError::TooLong { seconds: samples.len() as f32 / 16_000.0 });
+        let threads = self.threads.now();
+        let mut text = Vec::new();
+        let mut audio_ctx = 0;
+        for piece in pieces(samples) {
+            let transcript = self.transcribe_piece(piece, prompt, language, threads)?;
+            audio_ctx = audio_ctx.max(transcript.audio_ctx);
+            if !transcript.text.is_empty() {
+                text.push(transcript.text);
+            }
         }
+        Ok(Transcript { text: text.join(" "), audio_ctx, threads })
+    }
+
+    /// One piece of at most 30 s. With the context sized to the clip, tiny
+    /// models sometimes give nothing or say a short clip twice ("Calling
+    /// Calling", "15th 15th"): then the clip is decoded again with whisper's
+    /// full context, which it was trained on, and that reading is kept (a
+    /// word really said twice, "no no", comes out twice there too).
+    fn transcribe_piece(
+        &self,
+        samples: &[f32],
+        prompt: Option<&str>,
+        language: &str,
+        threads: usize,
+    ) -> Result<Transcript, TranscribeError> {
         let clip_ctx = (samples.len().div_ceil(320) + AUDIO_CTX_MARGIN).min(1500);
-        let first = self.decode(samples, prompt, language, clip_ctx)?;
-        if !first.text.is_empty() || clip_ctx == 1500 {
+        let first = self.decode(samples, prompt, language, clip_ctx, threads)?;
+        let suspicious = first.text.is_empty() || said_twice(&first.text);
+        if !suspicious || clip_ctx == 1500 {
             return Ok(first);
         }
-        self.decode(samples, prompt, language, 1500)
+        let full = self.decode(samples, prompt, language, 1500, threads)?;
+        Ok(if full.text.is_empty() { first } else { full })
     }
 
     fn decode(
@@ -98,10 +127,11 @@ impl Transcriber {
         prompt: Option<&str>,
         language: &str,
         audio_ctx: usize,
+        threads: usize,
     ) -> Result<Transcript, TranscribeError> {
         let seconds = samples.len().div_ceil(16_000);
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_n_threads(self.threads as i32);
+        params.set_n_threads(threads as i32);
         params.set_language(Some(language));
         params.set_translate(false);
         params.set_no_context(true);
@@ -138,8 +168,42 @@ impl Transcriber {
             text.push_str(&piece);
         }
         drop(state);
-        Ok(Transcript { text: remove_repeats(text.trim()), audio_ctx })
+        Ok(Transcript { text: remove_repeats(text.trim()), audio_ctx, threads })
     }
+}
+
+/// Pieces of at most [`MAX_SAMPLES`]: a longer clip is cut at the quietest
+/// 100 ms of each piece's last 10 s (between words, where there is a pause),
+/// so nothing beyond whisper's window is dropped.
+pub fn pieces(samples: &[f32]) -> Vec<&[f32]> {
+    let mut pieces = Vec::new();
+    let mut rest = samples;
+    while rest.len() > MAX_SAMPLES {
+        let search_from = MAX_SAMPLES - CUT_SEARCH_SAMPLES;
+        let energy = |start: usize| rest[start..start + CUT_FRAME_SAMPLES].iter().map(|s| s * s).sum::<f32>();
+        let cut = (search_from..=MAX_SAMPLES - CUT_FRAME_SAMPLES)
+            .step_by(CUT_FRAME_SAMPLES / 4)
+            .min_by(|&a, &b| energy(a).total_cmp(&energy(b)))
+            .map_or(MAX_SAMPLES, |start| start + CUT_FRAME_SAMPLES / 2);
+        let (piece, after) = rest.split_at(cut);
+        pieces.push(piece);
+        rest = after;
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// Whether a transcript is one phrase said twice and nothing else ("Calling
+/// Calling", "15th 15th"): what the shortened context makes of some short
+/// clips.
+pub fn said_twice(text: &str) -> bool {
+    let keys: Vec<String> = text
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase())
+        .filter(|k| !k.is_empty())
+        .collect();
+    let half = keys.len() / 2;
+    half > 0 && keys.len() % 2 == 0 && keys[..half] == keys[half..]
 }
 
 /// Cuts a decoding loop out of a transcript: when the words from some point
@@ -171,6 +235,36 @@ pub fn remove_repeats(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phrase_said_twice_is_noticed() {
+        assert!(said_twice("Calling Calling"));
+        assert!(said_twice("15th 15th."));
+        assert!(said_twice("Turn on the light. Turn on the light."));
+        assert!(!said_twice("Calling"));
+        assert!(!said_twice("turn on the light and the fan"));
+        assert!(!said_twice(""));
+    }
+
+    #[test]
+    fn a_long_clip_is_cut_in_a_pause_into_pieces_whisper_can_take() {
+        // 70 s of "speech" (a tone) with pauses at 24.0–24.5 s and 50.0–50.3 s.
+        let mut samples: Vec<f32> = (0..70 * 16_000).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+        for pause in [(24_000, 24_500), (50_000, 50_300)] {
+            for sample in &mut samples[pause.0 * 16..pause.1 * 16] {
+                *sample = 0.0;
+            }
+        }
+        let pieces = pieces(&samples);
+        let lengths: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+        assert_eq!(lengths.iter().sum::<usize>(), samples.len(), "nothing dropped");
+        assert!(lengths.iter().all(|&l| l <= MAX_SAMPLES), "{lengths:?}");
+        assert_eq!(lengths.len(), 3, "{lengths:?}");
+        // Each cut is inside its pause.
+        assert!((24_000 * 16..24_500 * 16).contains(&lengths[0]), "{lengths:?}");
+        assert!((50_000 * 16..50_300 * 16).contains(&(lengths[0] + lengths[1])), "{lengths:?}");
+        assert_eq!(super::pieces(&samples[..16_000]).len(), 1);
+    }
 
     #[test]
     fn repeated_phrases_are_removed_and_distinct_ones_kept() {
