@@ -31,7 +31,7 @@ PAD_S = 0.3
 def read_wav(path):
     """A WAV as float mono samples at 16 kHz (sox converts whatever it is)."""
     with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run(["sox", path, "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed-integer", tmp.name],
+        subprocess.run(["sox", "-V1", path, "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed-integer", tmp.name],
                        check=True)
         with wave.open(tmp.name) as w:
             data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)

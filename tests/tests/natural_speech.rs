@@ -14,12 +14,18 @@ use hearken_testkit::speech::{say, Utterance, ROOM};
 use hearken_tests::{hearken, repo_file, stderr, stdout};
 use serde_json::Value;
 
-/// What is said, and the commands (device, action, value) it must give.
-const SENTENCES: [(&str, &[(&str, &str, Option<i64>)]); 7] = [
+/// A command a sentence must give: device, action, value.
+type Expected = (&'static str, &'static str, Option<i64>);
+
+/// What is said, and the commands it must give.
+const SENTENCES: [(&str, &[Expected]); 7] = [
     ("turn on the kitchen light", &[("kitchen_light", "turn_on", None)]),
     ("set the thermostat to 21 degrees", &[("thermostat", "set_temperature", Some(21))]),
     ("close the living room blinds", &[("living_room_blinds", "close", None)]),
-    ("turn off the porch light and the ceiling fan", &[("porch_light", "turn_off", None), ("ceiling_fan", "turn_off", None)]),
+    (
+        "turn off the porch light and the ceiling fan",
+        &[("porch_light", "turn_off", None), ("ceiling_fan", "turn_off", None)],
+    ),
     ("pause the kitchen speaker", &[("kitchen_speaker", "pause", None)]),
     ("is the porch light on", &[]),
     ("I turned off the porch light last night", &[]),
@@ -34,7 +40,9 @@ fn commands_of(line: &Value) -> Commands {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| (c["device"].as_str().unwrap().to_owned(), c["action"].as_str().unwrap().to_owned(), c["value"].as_i64()))
+        .map(|c| {
+            (c["device"].as_str().unwrap().to_owned(), c["action"].as_str().unwrap().to_owned(), c["value"].as_i64())
+        })
         .collect()
 }
 

@@ -269,7 +269,8 @@ pub fn not_a_command(words: &[String], raw: &str, names_device: bool, outside: &
     // "i turned the heating off yesterday": a report of what was done, not a request.
     let someone = matches!(first, "i" | "we" | "you" | "he" | "she" | "they" | "someone" | "somebody");
     let past = words.get(1).is_some_and(|w| PAST_VERBS.contains(&w.as_str()));
-    if (someone && past) || PAST_TIMES.iter().any(|t| has(t)) {
+    let last_time = words.windows(2).any(|pair| pair[0] == "last" && LAST_TIMES.contains(&pair[1].as_str()));
+    if (someone && past) || PAST_TIMES.iter().any(|t| has(t)) || last_time {
         return Some(Refusal::new(NoCommandReason::NotACommand, "a statement about the past, not a request"));
     }
     None
@@ -283,6 +284,9 @@ const PAST_VERBS: &[&str] = &[
 
 /// Words that place a sentence in the past.
 const PAST_TIMES: &[&str] = &["yesterday", "ago", "earlier"];
+
+/// After "last", the times that place a sentence in the past ("last night").
+const LAST_TIMES: &[&str] = &["night", "week", "weekend", "month", "year", "time", "evening", "winter", "summer"];
 
 /// "can you …", "could you please …", "would you …", "will you …" followed by a request verb.
 fn polite_request(words: &[String]) -> bool {
@@ -603,11 +607,12 @@ pub fn verb(words: &[String]) -> Option<Verb> {
             // "turn the night light on for me": the name is not among the clause's own words.
             || w == "on" && i > 0 && words[i - 1] == "the"
     });
+    // "play something on the kitchen speaker": the "on" is where, not the verb.
+    if has("play") && !has("turn") && !has("switch") {
+        return Some(Verb::Resume);
+    }
     if switched_on || has("activate") || has("enable") || pair("power", "up") {
         return Some(Verb::On);
-    }
-    if has("play") {
-        return Some(Verb::Resume);
     }
     if has("start")
         || has("begin")
@@ -908,6 +913,8 @@ mod tests {
         assert_eq!(v("on now"), Some(Verb::On));
         assert_eq!(v("the start it"), Some(Verb::Start));
         assert_eq!(v("back to base"), Some(Verb::Dock));
+        assert_eq!(v("play something on the kitchen speaker"), Some(Verb::Resume));
+        assert_eq!(v("turn on the play room light"), Some(Verb::On));
     }
 
     #[test]
@@ -924,6 +931,8 @@ mod tests {
         assert_eq!(refused("can you turn on the light?"), None);
         assert_eq!(refused("could you please close the blinds"), None);
         assert_eq!(refused("turn on the porch light"), None);
+        assert_eq!(refused("i turn off the porch light last night"), Some(NoCommandReason::NotACommand));
+        assert_eq!(refused("turn off the porch light last"), None);
     }
 
     #[test]

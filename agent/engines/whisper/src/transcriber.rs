@@ -203,7 +203,7 @@ pub fn said_twice(text: &str) -> bool {
         .filter(|k| !k.is_empty())
         .collect();
     let half = keys.len() / 2;
-    half > 0 && keys.len() % 2 == 0 && keys[..half] == keys[half..]
+    half > 0 && keys.len().is_multiple_of(2) && keys[..half] == keys[half..]
 }
 
 /// Cuts a decoding loop out of a transcript: when the words from some point
@@ -223,11 +223,19 @@ pub fn remove_repeats(text: &str) -> String {
         })
     };
     let periodic = (1..n).find(|&period| n - period >= 2 && repeats_from(period));
-    // A first sentence of three or more words that comes back verbatim starts a loop too.
+    // A first sentence of three or more words that comes back verbatim, or without its
+    // first word ("I turn off the light. Turn off the light."), starts a loop too.
     let first_sentence =
         words.iter().position(|w| w.ends_with(['.', '!', '?'])).map(|end| end + 1).filter(|&len| len >= 3);
-    let restarted =
-        first_sentence.and_then(|len| (len..n.saturating_sub(len - 1)).find(|&at| keys[at..at + len] == keys[..len]));
+    let restarted = first_sentence.and_then(|len| {
+        (0..=1)
+            .filter_map(|skip| {
+                let body = &keys[skip..len];
+                let last_start = (n + 1).checked_sub(body.len())?;
+                (body.len() >= 3).then(|| (len..last_start).find(|&at| keys[at..at + body.len()] == *body)).flatten()
+            })
+            .min()
+    });
     let cut = periodic.into_iter().chain(restarted).min().unwrap_or(n);
     words[..cut].join(" ")
 }
@@ -285,5 +293,13 @@ mod tests {
             "Set the kill to 900 big reason."
         );
         assert_eq!(remove_repeats(""), "");
+        assert_eq!(
+            remove_repeats("I turn off the porch light last night. Turn off the porch light last night."),
+            "I turn off the porch light last night."
+        );
+        assert_eq!(
+            remove_repeats("Turn off the light. Then turn off the fan."),
+            "Turn off the light. Then turn off the fan."
+        );
     }
 }
