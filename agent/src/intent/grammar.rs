@@ -263,6 +263,15 @@ pub fn not_a_command(words: &[String], raw: &str, names_device: bool, outside: &
     if NEGATIONS.iter().any(|n| has(n)) {
         return Some(Refusal::new(NoCommandReason::NotACommand, "a negated request: nothing to do"));
     }
+    // "and mute the tv" is how whisper hears "unmute the tv" (two Kokoro voices, both times):
+    // the opposite action. A request that starts with "and" before a verb whose opposite is
+    // un+verb may have lost its first sound.
+    if first == "and" && words.get(1).is_some_and(|w| UN_VERBS.contains(&w.as_str())) {
+        return Some(Refusal::new(
+            NoCommandReason::Ambiguous,
+            format!("heard 'and {}': it may have been 'un{}'", words[1], words[1]),
+        ));
+    }
     if starts(&["wake", "me"]) || starts(&["wake", "us"]) {
         return Some(Refusal::new(NoCommandReason::NotACommand, "an alarm is not something hearken controls"));
     }
@@ -281,6 +290,10 @@ const PAST_VERBS: &[&str] = &[
     "turned", "switched", "left", "opened", "closed", "shut", "locked", "unlocked", "started", "stopped", "paused",
     "played", "set", "put", "forgot",
 ];
+
+/// Verbs whose opposite is the same verb with "un" ("unmute", "unpause"); "and lock" is
+/// repaired to "unlock" when the words are normalized (unlocking waits for confirmation).
+const UN_VERBS: &[&str] = &["mute", "pause"];
 
 /// Words that place a sentence in the past.
 const PAST_TIMES: &[&str] = &["yesterday", "ago", "earlier"];
@@ -932,6 +945,9 @@ mod tests {
         assert_eq!(refused("could you please close the blinds"), None);
         assert_eq!(refused("turn on the porch light"), None);
         assert_eq!(refused("i turn off the porch light last night"), Some(NoCommandReason::NotACommand));
+        assert_eq!(refused("and mute the tv"), Some(NoCommandReason::Ambiguous));
+        assert_eq!(refused("and pause the music"), Some(NoCommandReason::Ambiguous));
+        assert_eq!(refused("mute the tv"), None);
         assert_eq!(refused("turn off the porch light last"), None);
     }
 
