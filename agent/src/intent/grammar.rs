@@ -263,13 +263,13 @@ pub fn not_a_command(words: &[String], raw: &str, names_device: bool, outside: &
     if NEGATIONS.iter().any(|n| has(n)) {
         return Some(Refusal::new(NoCommandReason::NotACommand, "a negated request: nothing to do"));
     }
-    // "and mute the tv" is how whisper hears "unmute the tv" (two Kokoro voices, both times):
-    // the opposite action. A request that starts with "and" before a verb whose opposite is
-    // un+verb may have lost its first sound.
-    if first == "and" && words.get(1).is_some_and(|w| UN_VERBS.contains(&w.as_str())) {
+    // "and mute the tv" / "i mute the tv" is how whisper hears "unmute the tv" (two Kokoro
+    // voices and Piper's joe): the opposite action. A request that starts with such a word
+    // before a verb whose opposite is un+verb may have lost its first sound.
+    if CLIPPED_UN.contains(&first) && words.get(1).is_some_and(|w| UN_VERBS.contains(&w.as_str())) {
         return Some(Refusal::new(
             NoCommandReason::Ambiguous,
-            format!("heard 'and {}': it may have been 'un{}'", words[1], words[1]),
+            format!("heard '{first} {}': it may have been 'un{}'", words[1], words[1]),
         ));
     }
     if starts(&["wake", "me"]) || starts(&["wake", "us"]) {
@@ -290,6 +290,9 @@ const PAST_VERBS: &[&str] = &[
     "turned", "switched", "left", "opened", "closed", "shut", "locked", "unlocked", "started", "stopped", "paused",
     "played", "set", "put", "forgot",
 ];
+
+/// What whisper makes of a lost "un" ("and mute", "i mute", "a mute" for "unmute").
+const CLIPPED_UN: &[&str] = &["and", "i", "a", "an", "in", "on", "um", "uh"];
 
 /// Verbs whose opposite is the same verb with "un" ("unmute", "unpause"); "and lock" is
 /// repaired to "unlock" when the words are normalized (unlocking waits for confirmation).
@@ -947,6 +950,7 @@ mod tests {
         assert_eq!(refused("i turn off the porch light last night"), Some(NoCommandReason::NotACommand));
         assert_eq!(refused("and mute the tv"), Some(NoCommandReason::Ambiguous));
         assert_eq!(refused("and pause the music"), Some(NoCommandReason::Ambiguous));
+        assert_eq!(refused("i mute the tv"), Some(NoCommandReason::Ambiguous));
         assert_eq!(refused("mute the tv"), None);
         assert_eq!(refused("turn off the porch light last"), None);
     }

@@ -611,6 +611,15 @@ impl Interpreter {
             };
             previous_targets = Some(targets.clone());
             let verb = grammar::verb(&cue);
+            // "turn the heating" (heard for "turn the heating off"): a turn that says neither on
+            // nor off, up nor down, is no request the model may settle either way.
+            if verb.is_none() && cue.iter().any(|w| w == "turn" || w == "switch") {
+                refusal.get_or_insert(Refusal::new(
+                    NoCommandReason::Ambiguous,
+                    format!("turn the {} on or off?", targets.label),
+                ));
+                continue;
+            }
             // A group asks for something only with a word that asks for a change: "book the
             // meeting room for three" sets nothing in the meeting room.
             if !targets.explicit && !self.asks_for_change(&cue, &[], &[]) {
