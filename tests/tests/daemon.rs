@@ -164,21 +164,11 @@ fn killed_engines_are_restarted_and_the_next_utterance_works() {
     assert_eq!(devices.received(), 2);
 }
 
-/// A process spinning on one core for the length of a test (at most 10 minutes).
-struct Burner(std::process::Child);
-
-impl Drop for Burner {
-    fn drop(&mut self) {
-        signal(self.0.id(), "TERM");
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn with_one_core_busy_every_utterance_is_still_handled() {
     let _serial = serial();
     let (dir, broker, devices) = rig();
-    let _burner = Burner(Command::new("timeout").args(["600", "sh", "-c", "while :; do :; done"]).spawn().unwrap());
+    let _burner = hearken_testkit::testbed::CpuBurners::start(1).unwrap();
     let audio = file_source(&repo_file("devices/recordings/home-demo.wav"), false);
     let mut daemon = Daemon::start(&config(dir.path(), &broker.url(), &audio, ""), false);
     daemon.ready();

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::eval::percentile;
 use crate::simulator::{Simulator, SimulatorConfig};
 use crate::speech::{say, Utterance, ROOM, VOICES};
-use crate::testbed::Mosquitto;
+use crate::testbed::{CpuBurners, Mosquitto};
 use hearken::catalog::Catalog;
 use hearken::catalog::Command;
 use hearken::config::{AudioSource, Config};
@@ -141,36 +141,6 @@ impl Stage {
     }
 }
 
-/// CPU burners: `n` processes that spin (each at most 15 minutes, in case
-/// the benchmark dies without stopping them), killed on drop. Processes,
-/// not threads of this one: the engines leave hearken's own CPU time out of
-/// what they count as other work, and the benchmark runs the daemon.
-struct Burners(Vec<std::process::Child>);
-
-impl Burners {
-    fn start(n: usize) -> anyhow::Result<Burners> {
-        let mut burners = Burners(Vec::new());
-        for _ in 0..n {
-            let child = std::process::Command::new("timeout")
-                .args(["900", "sh", "-c", "while :; do :; done"])
-                .spawn()
-                .context("cannot start a CPU burner (timeout, sh)")?;
-            burners.0.push(child);
-        }
-        Ok(burners)
-    }
-}
-
-impl Drop for Burners {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            // `timeout` passes the signal on to the spinning shell.
-            let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A readable line on stderr for each report.
 fn describe(line: &Value) {
     if line["daemon"] == "ready" {
@@ -285,7 +255,7 @@ pub async fn bench_e2e(args: BenchE2eArgs) -> anyhow::Result<ExitCode> {
         let mut report = if args.busy_cores == 0 {
             quiet
         } else {
-            let burners = Burners::start(args.busy_cores)?;
+            let burners = CpuBurners::start(args.busy_cores).context("cannot start a CPU burner (timeout, sh)")?;
             let busy_audit = scratch.path().join("audit-busy.log");
             let busy_lines = stage.run_with(&args.catalog, &recording, &busy_audit, false, adjust).await?;
             let busy = score(&cases, &spans, &busy_lines, args.all_cases);

@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //!
-//! - [`testbed`]: a private Mosquitto on a free loopback port.
+//! - [`testbed`]: a private Mosquitto on a free loopback port, CPU burners.
 //! - [`fake_engines`]: scripted stand-ins for the engines' HTTP API (daemon logic tests without models).
 //! - [`simulator`]: simulated devices for every protocol, with latency and faults.
 //! - [`bench`](mod@bench): `hearken bench mqtt | stt | vad`.

@@ -1,6 +1,7 @@
 //! A throwaway Mosquitto broker on a free loopback port, for the integration
 //! tests and `hearken bench`. It is the real broker, started as a child
-//! process with a generated configuration, and killed on drop.
+//! process with a generated configuration, and killed on drop; and CPU
+//! burners for the busy-box benchmark and test.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -140,5 +141,34 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// CPU burners: `n` processes that spin (each at most 15 minutes, in case
+/// whoever started them dies without stopping them), stopped on drop: the
+/// busy box of `hearken bench e2e --busy-cores` and the busy-core test.
+/// Processes, not threads of the caller: the engines leave hearken's own CPU
+/// time (their supervisor's and its children's) out of what they count as
+/// other work, and a burner is `timeout`'s child, not the supervisor's.
+pub struct CpuBurners(Vec<Child>);
+
+impl CpuBurners {
+    /// Starts `n` burners.
+    pub fn start(n: usize) -> std::io::Result<CpuBurners> {
+        let mut burners = CpuBurners(Vec::new());
+        for _ in 0..n {
+            burners.0.push(Command::new("timeout").args(["900", "sh", "-c", "while :; do :; done"]).spawn()?);
+        }
+        Ok(burners)
+    }
+}
+
+impl Drop for CpuBurners {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            // `timeout` passes the signal on to the spinning shell.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
     }
 }

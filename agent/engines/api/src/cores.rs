@@ -64,11 +64,6 @@ impl ThreadBudget {
         ThreadBudget { max, samples: samples.flatten() }
     }
 
-    /// The most threads a request may use.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     /// The threads for a request starting now: the cores other work left
     /// idle over the last second, rounded, within 1..=max; `max` when not
     /// adaptive or before the sampler has a second of history.
@@ -130,15 +125,15 @@ pub fn process_ticks(stat: &str) -> Option<(u64, u32)> {
 fn hearken_ticks() -> u64 {
     let read = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
     let own = read("self").as_deref().and_then(process_ticks).map_or(0, |(ticks, _)| ticks);
-    let supervisor = std::env::var(crate::PARENT_ENV).ok().and_then(|p| p.parse::<u32>().ok());
-    let Some(supervisor) = supervisor.filter(|&s| s == std::os::unix::process::parent_id()) else { return own };
+    let Some(supervisor) = crate::supervisor().filter(|&s| s == std::os::unix::process::parent_id()) else {
+        return own;
+    };
     let Ok(processes) = std::fs::read_dir("/proc") else { return own };
     let mut total = 0;
     for entry in processes.filter_map(Result::ok) {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
-        if let Some((ticks, ppid)) = read(pid).as_deref().and_then(process_ticks) {
-            if ppid == supervisor || pid == supervisor.to_string() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if let Some((ticks, ppid)) = read(&pid.to_string()).as_deref().and_then(process_ticks) {
+            if ppid == supervisor || pid == supervisor {
                 total += ticks;
             }
         }

@@ -51,14 +51,18 @@ pub const PARENT_ENV: &str = "HEARKEN_ENGINE_PARENT";
 /// [`PARENT_ENV`] (it died and the engine was re-parented); never without
 /// the variable, so an engine started by hand runs until it is stopped.
 async fn parent_gone() {
-    let supervisor = std::env::var(PARENT_ENV).ok().and_then(|pid| pid.parse::<u32>().ok());
-    let Some(supervisor) = supervisor else {
+    let Some(supervisor) = supervisor() else {
         return std::future::pending().await;
     };
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     while std::os::unix::process::parent_id() == supervisor {
         tick.tick().await;
     }
+}
+
+/// The pid of the supervisor named in [`PARENT_ENV`], if any.
+pub(crate) fn supervisor() -> Option<u32> {
+    std::env::var(PARENT_ENV).ok().and_then(|pid| pid.parse().ok())
 }
 
 /// Logs to stderr, filtered by `HEARKEN_LOG` (default `warn`), so stdout

@@ -121,6 +121,8 @@ impl Generator {
             tracing::warn!("cannot change the context's threads per request; they stay at {}", config.threads);
         }
         let most = config.threads.max(config.threads_batch).max(1);
+        // No sampler where the threads cannot be changed anyway.
+        let budget = ThreadBudget::new(usize::try_from(most).unwrap_or(1), raw.is_some());
         let template = model.chat_template(None).ok();
         let tok_env: TokEnv = LlamaTokEnv::build(model);
         let mut factory = ParserFactory::new_simple(&tok_env).map_err(|e| load_error(e.to_string()))?;
@@ -134,7 +136,7 @@ impl Generator {
             n_batch: n_batch as usize,
             jump_forward: config.jump_forward,
             raw,
-            budget: ThreadBudget::new(usize::try_from(most).unwrap_or(1), config.adaptive_threads),
+            budget,
             threads: config.threads,
             threads_batch: config.threads_batch,
         })

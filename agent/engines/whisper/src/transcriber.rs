@@ -183,8 +183,9 @@ pub fn pieces(samples: &[f32]) -> Vec<&[f32]> {
         let energy = |start: usize| rest[start..start + CUT_FRAME_SAMPLES].iter().map(|s| s * s).sum::<f32>();
         let cut = (search_from..=MAX_SAMPLES - CUT_FRAME_SAMPLES)
             .step_by(CUT_FRAME_SAMPLES / 4)
-            .min_by(|&a, &b| energy(a).total_cmp(&energy(b)))
-            .map_or(MAX_SAMPLES, |start| start + CUT_FRAME_SAMPLES / 2);
+            .map(|start| (energy(start), start))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(MAX_SAMPLES, |(_, start)| start + CUT_FRAME_SAMPLES / 2);
         let (piece, after) = rest.split_at(cut);
         pieces.push(piece);
         rest = after;
@@ -197,13 +198,14 @@ pub fn pieces(samples: &[f32]) -> Vec<&[f32]> {
 /// Calling", "15th 15th"): what the shortened context makes of some short
 /// clips.
 pub fn said_twice(text: &str) -> bool {
-    let keys: Vec<String> = text
-        .split_whitespace()
-        .map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase())
-        .filter(|k| !k.is_empty())
-        .collect();
+    let keys: Vec<String> = text.split_whitespace().map(word_key).filter(|k| !k.is_empty()).collect();
     let half = keys.len() / 2;
     half > 0 && keys.len().is_multiple_of(2) && keys[..half] == keys[half..]
+}
+
+/// A word as the repeat checks compare it: its letters and digits, lowercased.
+fn word_key(word: &str) -> String {
+    word.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase()
 }
 
 /// Cuts a decoding loop out of a transcript: when the words from some point
@@ -213,8 +215,7 @@ pub fn said_twice(text: &str) -> bool {
 /// are dropped.
 pub fn remove_repeats(text: &str) -> String {
     let words: Vec<&str> = text.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).collect();
-    let key = |w: &str| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
-    let keys: Vec<String> = words.iter().map(|w| key(w)).collect();
+    let keys: Vec<String> = words.iter().map(|w| word_key(w)).collect();
     let n = keys.len();
     let repeats_from = |period: usize| {
         (period..n).all(|i| {
