@@ -346,7 +346,11 @@ fn online_errors_are_classified_retried_and_bounded_by_the_deadline() {
         let config =
             OnlineConfig { privacy: Privacy::Any, stt: Some(primary), retry: retry.clone(), ..OnlineConfig::default() };
         let online = Online::from_config(&config, &catalog).unwrap();
-        runtime.block_on(online.transcribe(&speech.samples, None, tokio::time::Instant::now() + deadline))
+        runtime.block_on(online.transcribe(
+            &speech.samples,
+            hearken::stt::Priming::NONE,
+            tokio::time::Instant::now() + deadline,
+        ))
     };
 
     for (fault, expected) in [
@@ -455,7 +459,7 @@ fn requests_abandoned_while_waiting_are_never_computed() {
     let send = |timeout: Duration| {
         let client = hearken::stt::SttClient::new(&server.url(), Some(token.clone()), timeout).unwrap();
         let samples = speech.samples.clone();
-        async move { client.transcribe(&samples, None).await }
+        async move { client.transcribe(&samples, hearken::stt::Priming::NONE).await }
     };
     runtime.block_on(async {
         let patient = tokio::spawn(send(Duration::from_secs(60)));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hearken::audio::vad::{self, VadConfig};
 use hearken::audio::{self, AudioError};
 use hearken::local::WhisperProcess;
-use hearken::stt::{SttClient, SttError};
+use hearken::stt::{Priming, SttClient, SttError};
 use hearken_tests::{hearken, normalize_transcript, run_tool, stdout, synthesize, whisper_model, write_file};
 use serde_json::Value;
 
@@ -166,7 +166,7 @@ async fn the_engine_transcribes_a_dozen_device_commands() {
     let mut wrong = Vec::new();
     for (i, command) in COMMANDS.iter().enumerate() {
         let clip = samples_of(&synthesize(dir.path(), &format!("{i}.wav"), command));
-        let result = client.transcribe(&clip, None).await.unwrap();
+        let result = client.transcribe(&clip, Priming::NONE).await.unwrap();
         if normalize_transcript(&result.text) != normalize_transcript(command) {
             wrong.push(format!("{command:?} => {:?}", result.text));
         }
@@ -182,7 +182,7 @@ async fn the_engine_requires_its_token_and_rejects_malformed_requests() {
 
     for token in [None, Some("not-the-token-at-all".to_owned())] {
         let client = SttClient::new(engine.url(), token, Duration::from_secs(10)).unwrap();
-        match client.transcribe(&clip, None).await {
+        match client.transcribe(&clip, Priming::NONE).await {
             Err(SttError::Status { status: 401, .. }) => {}
             other => panic!("expected 401, got {other:?}"),
         }
@@ -192,14 +192,14 @@ async fn the_engine_requires_its_token_and_rejects_malformed_requests() {
     assert!(http.1.contains("not a WAV"), "{}", http.1);
     let too_long = vec![0.0f32; 121 * 16_000];
     let client = engine.client(Duration::from_secs(30)).unwrap();
-    match client.transcribe(&too_long, None).await {
+    match client.transcribe(&too_long, Priming::NONE).await {
         Err(SttError::Status { status: 413, message, .. }) => {
             assert!(message.contains("at most 120000 ms") && message.contains("--max-audio-ms"), "{message}")
         }
         other => panic!("expected 413, got {other:?}"),
     }
     // Still serving after the bad requests.
-    assert!(!client.transcribe(&clip, None).await.unwrap().text.is_empty());
+    assert!(!client.transcribe(&clip, Priming::NONE).await.unwrap().text.is_empty());
 }
 
 /// Posts a multipart body with an arbitrary file part, as a misbehaving client would.
@@ -341,7 +341,7 @@ async fn a_clip_the_short_context_misses_is_retried_with_the_full_context() {
     let client = engine.client(Duration::from_secs(60)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clip = samples_of(&synthesize(dir.path(), "unlock.wav", "unlock the front door"));
-    let text = client.transcribe(&clip, None).await.unwrap().text;
+    let text = client.transcribe(&clip, Priming::NONE).await.unwrap().text;
     assert!(normalize_transcript(&text).contains("front door"), "{text:?}");
 }
 
@@ -356,6 +356,6 @@ async fn a_clip_longer_than_whisper_window_is_cut_in_a_pause_and_nothing_is_drop
     clip.extend(samples_of(&synthesize(dir.path(), "second.wav", "lock the front door")));
     clip.extend(vec![0.0; 8_000]);
     assert!(clip.len() > 30 * 16_000);
-    let text = normalize_transcript(&client.transcribe(&clip, None).await.unwrap().text);
+    let text = normalize_transcript(&client.transcribe(&clip, Priming::NONE).await.unwrap().text);
     assert!(text.contains("kitchen light") && text.contains("front door"), "{text:?}");
 }

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use hearken::models;
-use hearken_testkit::{bench, burst, demo, eval, soak};
+use hearken_testkit::{bench, burst, demo, eval, hearing, soak};
 
 use crate::runtime;
 
@@ -31,6 +31,9 @@ pub(crate) enum BenchCommand {
     /// answering the timed burst from what they computed in a priming run unless
     /// --online-computes): end of speech → acknowledgement median/p95 and the local/online split.
     Burst(hearken_testkit::burst::BenchBurstArgs),
+    /// A text dev set spoken in natural voices (Kokoro, Piper) and a noisy room, through
+    /// `hearken process`: exact commands, false actions and STT median/p95 per voice.
+    Hearing(hearken_testkit::hearing::BenchHearingArgs),
     /// Thousands of commands through the daemon's text path with faults injected
     /// (acknowledgements dropped/late/duplicated/forged/malformed, broker restarts,
     /// engines killed, a failing online API): every command accounted for, and the
@@ -123,6 +126,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Nlu(args) => runtime()?.block_on(bench_nlu(args)),
         BenchCommand::E2e(args) => runtime()?.block_on(demo::bench_e2e(args)),
         BenchCommand::Burst(args) => runtime()?.block_on(burst::bench_burst(args)),
+        BenchCommand::Hearing(args) => runtime()?.block_on(hearing::bench_hearing(args)),
         BenchCommand::Soak(args) => runtime()?.block_on(soak::bench_soak(args)),
         BenchCommand::Vad { runs } => {
             println!("{}", serde_json::to_string(&bench::vad(runs)?)?);

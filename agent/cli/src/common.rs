@@ -38,7 +38,7 @@ pub(crate) fn server_token(file: Option<&Path>, env: &str) -> anyhow::Result<Opt
 /// The whisper model to use: the one given, else the cached tiny.en (an error naming the fix when absent).
 pub(crate) fn default_model(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(model) = explicit {
-        return Ok(model);
+        return Ok(models::whisper_model_file(&model));
     }
     let cached = models::cache_dir().join(models::WHISPER_TINY_EN_GGML);
     if !cached.exists() {

@@ -74,7 +74,7 @@ pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         };
         // The speech source only ever yields speech.
         let Some(Heard { input: Input::Speech(segment), .. }) = next else { break };
-        let line = match client.transcribe(&segment.samples, None).await {
+        let line = match client.transcribe(&segment.samples, hearken::stt::Priming::NONE).await {
             Ok(result) => {
                 json!({"source": source, "start_ms": segment.start_ms, "end_ms": segment.end_ms, "cut": segment.cut,
                                  "text": result.text, "latency_ms": {"stt": millis(result.latency)}})

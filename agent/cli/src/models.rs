@@ -33,8 +33,9 @@ pub(crate) fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelsCommand::Fetch { cache } => {
             let cache = cache.unwrap_or_else(models::cache_dir);
-            let fetched: [(&str, std::path::PathBuf); 4] = [
+            let fetched: [(&str, std::path::PathBuf); 5] = [
                 ("whisper-tiny.en", models::whisper_tiny_en(&cache)?),
+                ("whisper-base", models::whisper_base(&cache)?),
                 ("smollm2-135m-instruct-q4_1", models::smollm2_135m(&cache)?),
                 ("gemma3-270m-q4_k_m", models::gemma3_270m(&cache)?),
                 ("qwen2.5-coder-0.5b-instruct-q4_k_m", models::qwen25_05b(&cache)?),

@@ -29,6 +29,10 @@ pub(crate) struct ProcessArgs {
     /// first reading misses something (the daemon's `stt.retry_with_catalog_prompt = false`).
     #[arg(long)]
     single_pass: bool,
+    /// Do not favour the catalog's names while decoding (the daemon's
+    /// `stt.vocabulary_from_catalog = false`), to measure what favouring them does.
+    #[arg(long)]
+    no_vocabulary: bool,
     /// Trailing silence that ends an utterance.
     #[arg(long, default_value_t = 400)]
     end_silence_ms: u32,
@@ -53,6 +57,8 @@ pub(crate) async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let stt_client = whisper.client(Duration::from_secs(30))?;
     let (_llama, chat) = args.engine.connect().await?;
     let retry_prompts = if args.single_pass { Vec::new() } else { stt::prompts(&catalog) };
+    let vocabulary = if args.no_vocabulary { Vec::new() } else { stt::catalog_vocabulary(&catalog) };
+    let priming = stt::Priming { prompt: None, vocabulary: &vocabulary };
     let interpreter = Interpreter::new(catalog, chat, args.engine.config());
     interpreter.warm_up().await?;
     let mut failed = false;
@@ -71,13 +77,16 @@ pub(crate) async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         let vad_ms = millis(started.elapsed()) / segments.len().max(1) as f64;
         for segment in segments {
             let started = Instant::now();
-            let line = match stt_client.transcribe(&segment.samples, None).await {
+            let line = match stt_client.transcribe(&segment.samples, priming).await {
                 Err(e) => Err(e.to_string()),
                 Ok(transcript) => match interpreter.interpret(&transcript.text).await {
                     Err(e) => Err(e.to_string()),
                     Ok(result) => {
                         let mut line = json!({"file": file, "start_ms": segment.start_ms, "end_ms": segment.end_ms,
                                               "text": transcript.text});
+                        if let Some(free_text) = &transcript.free_text {
+                            line["free_text"] = json!(free_text);
+                        }
                         let (mut stt_latency, mut nlu_latency) = (transcript.latency, result.latency);
                         let request_of = |text: &str| Some(text.to_owned());
                         let first = (transcript.text.clone(), result);

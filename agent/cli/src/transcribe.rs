@@ -31,6 +31,11 @@ pub(crate) struct TranscribeArgs {
     /// Initial prompt priming the vocabulary.
     #[arg(long)]
     prompt: Option<String>,
+    /// Favour this catalog's device names, aliases and areas while decoding, as the
+    /// daemon does (`stt.vocabulary_from_catalog`); the line then also has `free_text`
+    /// when that changed a word.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
     /// Request timeout per file.
     #[arg(long, default_value_t = 30_000)]
     timeout_ms: u64,
@@ -55,6 +60,14 @@ pub(crate) async fn transcribe(args: TranscribeArgs) -> anyhow::Result<ExitCode>
             (Some(engine), client)
         }
     };
+    let vocabulary = match &args.catalog {
+        None => Vec::new(),
+        Some(path) => match crate::common::load_catalog(path) {
+            Ok(catalog) => stt::catalog_vocabulary(&catalog),
+            Err(code) => return Ok(code),
+        },
+    };
+    let priming = stt::Priming { prompt: args.prompt.as_deref(), vocabulary: &vocabulary };
     let mut failed = false;
     for file in &args.files {
         let line = match audio::read_wav(file) {
@@ -62,8 +75,15 @@ pub(crate) async fn transcribe(args: TranscribeArgs) -> anyhow::Result<ExitCode>
                 failed = true;
                 json!({"file": file, "error": e.to_string()})
             }
-            Ok(decoded) => match client.transcribe(&decoded.samples, args.prompt.as_deref()).await {
-                Ok(result) => json!({"file": file, "text": result.text, "latency_ms": {"stt": millis(result.latency)}}),
+            Ok(decoded) => match client.transcribe(&decoded.samples, priming).await {
+                Ok(result) => {
+                    let mut line =
+                        json!({"file": file, "text": result.text, "latency_ms": {"stt": millis(result.latency)}});
+                    if let Some(free_text) = result.free_text {
+                        line["free_text"] = json!(free_text);
+                    }
+                    line
+                }
                 Err(e) => {
                     failed = true;
                     json!({"file": file, "error": e.to_string()})

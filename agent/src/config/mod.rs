@@ -245,8 +245,12 @@ pub struct EngineConfig {
     pub url: Option<String>,
     /// File holding that server's bearer token (or set HEARKEN_STT_TOKEN / HEARKEN_LLM_TOKEN).
     pub token_file: Option<PathBuf>,
-    /// Model file for the local engine (empty: the cached default from `hearken models fetch`).
+    /// Model file for the local engine (empty: the cached default from `hearken
+    /// models fetch`); for speech also a name, `tiny.en` or `base`.
     pub model: Option<PathBuf>,
+    /// Speech only: the spoken language, an ISO 639-1 code (`en`, `de`, …) or
+    /// `auto` (multilingual models such as `base`; English-only ones hear English).
+    pub language: String,
     /// Most inference threads of the local engine (0: all cores; STT and intent run one after the other).
     pub threads: usize,
     /// Each request of the local engine uses the cores other work left idle
@@ -266,6 +270,11 @@ pub struct EngineConfig {
     /// device) and use a reading that yields more commands (only those utterances pay
     /// for the slower, primed transcriptions; ignored when `prompt_from_catalog` is on).
     pub retry_with_catalog_prompt: bool,
+    /// Speech only: every transcription favours the catalog's device names,
+    /// aliases and areas while decoding (hearken's engine boosts their tokens
+    /// a little; almost free, unlike a prompt). The reading without them is
+    /// kept in the report (`free_text`) when they changed a word.
+    pub vocabulary_from_catalog: bool,
     /// Run the local engine on the GPU (whisper: `--gpu`; llama: every layer
     /// offloaded). Needs engines built with `--features cuda`; a CPU build
     /// ignores it.
@@ -278,11 +287,13 @@ impl Default for EngineConfig {
             url: None,
             token_file: None,
             model: None,
+            language: "en".to_owned(),
             threads: 0,
             adaptive_threads: true,
             timeout_ms: 10_000,
             prompt_from_catalog: false,
             retry_with_catalog_prompt: true,
+            vocabulary_from_catalog: true,
             gpu: false,
         }
     }
@@ -460,6 +471,12 @@ impl Config {
         {
             return invalid("engines.restart_backoff_min_ms", "must be above 0 and at most restart_backoff_max_ms");
         }
+        let language = &self.stt.language;
+        if language != "auto"
+            && (!(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_lowercase()))
+        {
+            return invalid("stt.language", "must be an ISO 639-1 code such as \"en\", or \"auto\"");
+        }
         if self.engines.health_interval_ms == 0 {
             return invalid("engines.health_interval_ms", "must be above 0");
         }
@@ -484,6 +501,12 @@ impl Config {
             }
         };
         resolve(&mut self.catalog);
+        // A model name ("tiny.en", "base") is not a path.
+        if let Some(model) = &mut self.stt.model {
+            if !crate::models::WHISPER_MODELS.iter().any(|(name, _)| model.as_os_str() == *name) {
+                resolve(model);
+            }
+        }
         resolve(&mut self.audit.path);
         self.online.resolve_paths(base);
         for p in [
@@ -493,7 +516,6 @@ impl Config {
             &mut self.broker.client_cert,
             &mut self.broker.client_key,
             &mut self.stt.token_file,
-            &mut self.stt.model,
             &mut self.intent.token_file,
             &mut self.intent.model,
             &mut self.zigbee2mqtt.overlay,

@@ -374,7 +374,11 @@ fn start_engine(name: &'static str, engine: &EngineConfig, config: &Config) -> R
         let token = engine.token(&format!("{name}.token_file"), env)?;
         return Ok(Supervisor::remote(url.clone(), token));
     }
-    let model = engine.model.clone().unwrap_or(default_model);
+    let model = match (&engine.model, name) {
+        (Some(model), "stt") => models::whisper_model_file(model),
+        (Some(model), _) => model.clone(),
+        (None, _) => default_model,
+    };
     if !model.exists() {
         return Err(DaemonError::Engine {
             engine: name,

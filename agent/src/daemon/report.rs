@@ -46,6 +46,9 @@ pub(crate) struct Report {
     /// Every reading when the utterance was heard again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcripts: Option<Vec<String>>,
+    /// The reading without the catalog's vocabulary, when favouring it changed a word.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_text: Option<String>,
     /// Whether the utterance was meant for hearken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activated: Option<bool>,

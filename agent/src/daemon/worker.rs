@@ -38,7 +38,7 @@ use crate::online::{Attempt, Online};
 use crate::policy::activation::{confirmation_answer, strip_wake_phrase};
 use crate::policy::conversation::{Conversation, DecidedBy, Decision, Pending};
 use crate::stt::hear_until_complete;
-use crate::stt::{SttClient, SttResult};
+use crate::stt::{Priming, SttClient, SttResult};
 
 /// Everything the worker needs.
 pub struct Worker {
@@ -79,6 +79,8 @@ pub struct SiteView {
     /// The prompts of further transcriptions of an utterance whose first reading
     /// misses something, in order (see [`crate::stt::second_hearing`]); empty: none.
     pub stt_retry_prompts: Vec<String>,
+    /// The phrases every transcription favours while decoding (`stt.vocabulary_from_catalog`).
+    pub stt_vocabulary: Vec<String>,
 }
 
 impl SiteView {
@@ -91,7 +93,9 @@ impl SiteView {
         } else {
             Vec::new()
         };
-        SiteView { interpreter: Arc::new(interpreter), stt_prompt, stt_retry_prompts }
+        let stt_vocabulary =
+            if config.stt.vocabulary_from_catalog { crate::stt::catalog_vocabulary(catalog) } else { Vec::new() };
+        SiteView { interpreter: Arc::new(interpreter), stt_prompt, stt_retry_prompts, stt_vocabulary }
     }
 }
 
@@ -341,7 +345,9 @@ impl Worker {
                 return Some(client.clone());
             }
         }
-        let client = SttClient::new(&endpoint.url, endpoint.token.clone(), self.config.stt.timeout()).ok()?;
+        let client = SttClient::new(&endpoint.url, endpoint.token.clone(), self.config.stt.timeout())
+            .ok()?
+            .with_language(&self.config.stt.language);
         *cached = Some((endpoint.generation, client.clone()));
         Some(client)
     }
@@ -391,9 +397,9 @@ impl Worker {
         };
         let mut leg = Leg::new(route);
         let site = self.site();
-        let prompt = site.stt_prompt.as_deref();
+        let priming = Priming { prompt: site.stt_prompt.as_deref(), vocabulary: &site.stt_vocabulary };
         if let (Place::Online, Some(online)) = (route.place, &self.online) {
-            let served = online.transcribe(samples, prompt, online.deadline(heard.at)).await;
+            let served = online.transcribe(samples, priming, online.deadline(heard.at)).await;
             if let Some(transcript) = leg.served(served, "stt") {
                 return (Ok(transcript), leg);
             }
@@ -401,7 +407,7 @@ impl Worker {
         *turn = Some(self.lane.enter().await);
         let transcript = match self.stt_client(state).await {
             None => Err("speech engine down (restarting)".to_owned()),
-            Some(client) => client.transcribe(samples, prompt).await.map_err(|e| e.to_string()),
+            Some(client) => client.transcribe(samples, priming).await.map_err(|e| e.to_string()),
         };
         if let Ok(t) = &transcript {
             self.lane.measured_stt(t.latency);
@@ -464,13 +470,13 @@ impl Worker {
             Input::Text { line, text } => {
                 report.line = Some(*line);
                 report.route = Some(Map::new());
-                (SttResult { text: text.clone(), latency: Duration::ZERO }, None)
+                (SttResult { text: text.clone(), latency: Duration::ZERO, free_text: None }, None)
             }
             Input::Message { text, request_id } => {
                 report.via = Some("mqtt");
                 report.request_id = request_id.clone();
                 report.route = Some(Map::new());
-                (SttResult { text: text.clone(), latency: Duration::ZERO }, None)
+                (SttResult { text: text.clone(), latency: Duration::ZERO, free_text: None }, None)
             }
             Input::Speech(segment) => {
                 report.start_ms = Some(segment.start_ms);
@@ -485,6 +491,7 @@ impl Worker {
                     Err(error) => return self.not_handled(report, "stt", &error, &heard).await,
                 };
                 report.latency().stt = Some(millis(transcript.latency));
+                report.free_text = transcript.free_text.clone();
                 self.metrics.observe("stt", transcript.latency);
                 // Further, primed transcriptions run on the local engines only when the first reading was theirs.
                 let local_stt = stt_leg.route.place == Place::Local || stt_leg.fell_back.is_some();

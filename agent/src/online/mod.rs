@@ -366,11 +366,16 @@ impl Online {
     }
 
     /// Transcribes online (the caller checked [`Online::stt_refusal`]).
-    pub async fn transcribe(&self, samples: &[f32], prompt: Option<&str>, deadline: Instant) -> Served<SttResult> {
+    pub async fn transcribe(
+        &self,
+        samples: &[f32],
+        priming: crate::stt::Priming<'_>,
+        deadline: Instant,
+    ) -> Served<SttResult> {
         let Some(chain) = &self.stt else { return Served::unconfigured("stt") };
         chain
             .call(deadline, |client| async move {
-                client.transcribe(samples, prompt).await.map_err(|e| Failure::of_stt(&e))
+                client.transcribe(samples, priming).await.map_err(|e| Failure::of_stt(&e))
             })
             .await
     }

@@ -84,6 +84,41 @@ pub fn catalog_sentences(catalog: &crate::catalog::Catalog) -> String {
     join_capped(sentences, " ")
 }
 
+/// The phrases a transcription of this site should favour while decoding
+/// (hearken's engine boosts them token by token; see the whisper engine's
+/// `vocabulary` module): every device name and alias and every area name.
+/// Unlike a prompt, they cost the decoder almost nothing.
+pub fn catalog_vocabulary(catalog: &crate::catalog::Catalog) -> Vec<String> {
+    let mut phrases: Vec<String> = Vec::new();
+    let names = catalog.devices.iter().flat_map(|d| std::iter::once(&d.name).chain(&d.aliases));
+    for phrase in names.chain(catalog.areas.iter().map(|a| &a.name)) {
+        let phrase = phrase.replace('_', " ");
+        if !phrase.trim().is_empty() && !phrases.contains(&phrase) {
+            phrases.push(phrase);
+        }
+    }
+    phrases
+}
+
+/// What a transcription is told beforehand.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Priming<'a> {
+    /// Preceding text (whisper's initial prompt; OpenAI's `prompt`).
+    pub prompt: Option<&'a str>,
+    /// Phrases to favour while decoding (hearken's `vocabulary` field; other servers ignore it).
+    pub vocabulary: &'a [String],
+}
+
+impl<'a> Priming<'a> {
+    /// Nothing: the recognizer hears the audio alone.
+    pub const NONE: Priming<'static> = Priming { prompt: None, vocabulary: &[] };
+
+    /// Only a prompt.
+    pub fn prompt(prompt: Option<&'a str>) -> Priming<'a> {
+        Priming { prompt, vocabulary: &[] }
+    }
+}
+
 /// Longest prompt text: well inside whisper's prompt window (224 tokens).
 const PROMPT_CAP_BYTES: usize = 400;
 
@@ -110,6 +145,9 @@ pub struct SttResult {
     pub text: String,
     /// Request → answer, as the client saw it.
     pub latency: Duration,
+    /// The reading without the favoured vocabulary, when it differs (only
+    /// hearken's engine says).
+    pub free_text: Option<String>,
 }
 
 /// A client for one OpenAI-compatible transcription endpoint.
@@ -119,6 +157,7 @@ pub struct SttClient {
     base_url: String,
     token: Option<String>,
     model: String,
+    language: String,
 }
 
 impl SttClient {
@@ -132,6 +171,7 @@ impl SttClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             token,
             model: "whisper-1".to_owned(),
+            language: "en".to_owned(),
         })
     }
 
@@ -141,8 +181,14 @@ impl SttClient {
         self
     }
 
-    /// Transcribes 16 kHz mono samples; `prompt` primes the vocabulary.
-    pub async fn transcribe(&self, samples: &[f32], prompt: Option<&str>) -> Result<SttResult, SttError> {
+    /// The same client naming `language` in requests (`stt.language`; `auto`: the model detects it).
+    pub fn with_language(mut self, language: &str) -> SttClient {
+        self.language = language.to_owned();
+        self
+    }
+
+    /// Transcribes 16 kHz mono samples, primed with `priming`.
+    pub async fn transcribe(&self, samples: &[f32], priming: Priming<'_>) -> Result<SttResult, SttError> {
         let url = format!("{}/v1/audio/transcriptions", self.base_url);
         let wav = audio::encode_wav16k(samples);
         let part = reqwest::multipart::Part::bytes(wav)
@@ -152,10 +198,13 @@ impl SttClient {
         let mut form = reqwest::multipart::Form::new()
             .part("file", part)
             .text("model", self.model.clone())
-            .text("language", "en")
+            .text("language", self.language.clone())
             .text("response_format", "json");
-        if let Some(prompt) = prompt {
+        if let Some(prompt) = priming.prompt {
             form = form.text("prompt", prompt.to_owned());
+        }
+        if !priming.vocabulary.is_empty() {
+            form = form.text("vocabulary", priming.vocabulary.join("\n"));
         }
         let request = self.http.post(&url).multipart(form);
         let answer = crate::http::exchange(request, self.token.as_deref())
@@ -170,7 +219,8 @@ impl SttClient {
         let value: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| SttError::BadAnswer { url: url.clone(), reason: e.to_string() })?;
         let text = value["text"].as_str().ok_or_else(|| SttError::OffSchema { url: url.clone() })?;
-        Ok(SttResult { text: text.trim().to_owned(), latency })
+        let free_text = value["free_text"].as_str().map(|t| t.trim().to_owned());
+        Ok(SttResult { text: text.trim().to_owned(), latency, free_text })
     }
 }
 

@@ -121,7 +121,7 @@ async fn hear_again(
     prompt: &str,
     request_of: &impl Fn(&str) -> Option<String>,
 ) -> Option<SecondHearing> {
-    let transcript = match stt.transcribe(samples, Some(prompt)).await {
+    let transcript = match stt.transcribe(samples, crate::stt::Priming::prompt(Some(prompt))).await {
         Ok(transcript) => transcript,
         Err(e) => {
             tracing::warn!(error = %e, "another transcription failed; the reading so far stands");

@@ -493,7 +493,7 @@ pub async fn stt(options: &SttBenchOptions) -> Result<SttBenchReport, SttBenchEr
         let samples = hearken::audio::read_wav(clip)?.samples;
         let mut text = String::new();
         for run in 0..options.runs.max(2) {
-            let result = client.transcribe(&samples, None).await?;
+            let result = client.transcribe(&samples, hearken::stt::Priming::NONE).await?;
             if run > 0 {
                 latencies.push(result.latency);
             }

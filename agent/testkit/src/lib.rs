@@ -13,6 +13,7 @@
 //! - [`eval`]: intent accuracy on the dev sets (`hearken bench nlu`).
 //! - [`demo`]: `hearken demo` and `hearken bench e2e`.
 //! - [`burst`]: `hearken bench burst`.
+//! - [`hearing`]: `hearken bench hearing` (a text set in natural voices through `hearken process`).
 //! - [`soak`]: `hearken bench soak`.
 //! - [`speech`]: test speech in natural voices (Kokoro, Piper), rooms and noise.
 
@@ -21,6 +22,7 @@ pub mod burst;
 pub mod demo;
 pub mod eval;
 pub mod fake_engines;
+pub mod hearing;
 pub mod simulator;
 pub mod soak;
 pub mod speech;

@@ -101,33 +101,44 @@ pub fn say(utterances: &[Utterance]) -> anyhow::Result<Vec<PathBuf>> {
     if missing.is_empty() {
         return Ok(paths);
     }
-    let mut child = Command::new(cache.join("venv/bin/python"))
-        .arg(scripts().join("say.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start the speech venv's python (scripts/speech/fetch.sh)")?;
-    {
-        let mut stdin = child.stdin.take().context("no stdin")?;
-        for (i, path) in &missing {
+    // One synthesizer per core, each speaking every n-th missing clip.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(missing.len());
+    let shares: Vec<Vec<(usize, &PathBuf)>> =
+        (0..workers).map(|w| missing.iter().skip(w).step_by(workers).copied().collect()).collect();
+    let mut children = Vec::new();
+    for share in &shares {
+        let mut child = Command::new(cache.join("venv/bin/python"))
+            .arg(scripts().join("say.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start the speech venv's python (scripts/speech/fetch.sh)")?;
+        let mut jobs = String::new();
+        for (i, path) in share {
             let mut job = utterances[*i].job();
             // Written beside, then renamed: an interrupted run leaves no half clip in the cache.
             job["out"] = json!(format!("{}.part.wav", path.display()));
-            writeln!(stdin, "{job}")?;
+            jobs.push_str(&format!("{job}\n"));
         }
+        // Fed from a thread, so that neither pipe fills while the other waits.
+        let mut stdin = child.stdin.take().context("no stdin")?;
+        std::thread::spawn(move || stdin.write_all(jobs.as_bytes()));
+        children.push(child);
     }
-    let out = child.wait_with_output()?;
-    let results: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    for ((i, path), result) in missing.iter().zip(&results) {
-        if let Some(error) = result["error"].as_str() {
-            bail!("cannot speak {:?} as {}: {error}", utterances[*i].text, utterances[*i].voice);
+    for (share, child) in shares.iter().zip(children) {
+        let out = child.wait_with_output()?;
+        let results: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        for ((i, path), result) in share.iter().zip(&results) {
+            if let Some(error) = result["error"].as_str() {
+                bail!("cannot speak {:?} as {}: {error}", utterances[*i].text, utterances[*i].voice);
+            }
+            std::fs::rename(format!("{}.part.wav", path.display()), path)?;
         }
-        std::fs::rename(format!("{}.part.wav", path.display()), path)?;
-    }
-    if results.len() != missing.len() {
-        bail!("the synthesizer spoke {} of {} clips ({})", results.len(), missing.len(), out.status);
+        if results.len() != share.len() {
+            bail!("the synthesizer spoke {} of {} clips ({})", results.len(), share.len(), out.status);
+        }
     }
     Ok(paths)
 }

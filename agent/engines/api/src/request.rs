@@ -125,6 +125,9 @@ pub struct TranscriptionJob {
     pub audio: Audio,
     /// Text that primes the recognizer.
     pub prompt: Option<String>,
+    /// Phrases to favour while decoding (hearken's `vocabulary` field, one
+    /// phrase per line; other servers ignore it).
+    pub vocabulary: Vec<String>,
     /// Spoken language (default `en`).
     pub language: String,
     /// Answer with plain text rather than JSON.
@@ -154,6 +157,7 @@ pub async fn parse_transcription(
 /// engine's ceiling on the clip's length.
 pub async fn read_transcription(mut multipart: Multipart, max_audio_ms: u64) -> Result<TranscriptionJob, RequestError> {
     let (mut file, mut prompt, mut language, mut format) = (None, None, "en".to_owned(), "json".to_owned());
+    let mut vocabulary = Vec::new();
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
@@ -166,6 +170,9 @@ pub async fn read_transcription(mut multipart: Multipart, max_audio_ms: u64) -> 
         match name.as_str() {
             "file" => file = Some(bytes.clone()),
             "prompt" => prompt = Some(text()),
+            "vocabulary" => {
+                vocabulary = text().lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+            }
             "language" => language = text(),
             "response_format" => format = text(),
             _ => {}
@@ -182,7 +189,7 @@ pub async fn read_transcription(mut multipart: Multipart, max_audio_ms: u64) -> 
             audio.duration_ms()
         )));
     }
-    Ok(TranscriptionJob { audio, prompt, language, text_format: format == "text" })
+    Ok(TranscriptionJob { audio, prompt, vocabulary, language, text_format: format == "text" })
 }
 
 /// A body cut off by the engine's body limit is 413; anything else is malformed.

@@ -3,8 +3,9 @@
 //! bearer token. It runs in its own process because whisper.cpp and
 //! llama.cpp each vendor an incompatible ggml (see DESIGN.md).
 
-mod loop_breaker;
+mod logits_filter;
 mod transcriber;
+mod vocabulary;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -125,17 +126,26 @@ async fn transcriptions(State(engine): State<Arc<Engine>>, multipart: Multipart)
         Err(e) => return api_error(e.status(), e.to_string()),
     };
     let (audio, prompt, language, text_format) = (job.audio, job.prompt, job.language, job.text_format);
+    let phrases = job.vocabulary;
     let started = Instant::now();
     let worker = engine.clone();
-    let result =
-        engine.turns.run(move || worker.transcriber.transcribe(&audio.samples, prompt.as_deref(), &language)).await;
+    let result = engine
+        .turns
+        .run(move || {
+            let vocabulary = worker.transcriber.vocabulary(&phrases);
+            worker.transcriber.transcribe(&audio.samples, prompt.as_deref(), &vocabulary, &language)
+        })
+        .await;
     let inference_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(Ok(transcript)) if text_format => transcript.text.into_response(),
         Ok(Ok(transcript)) => {
-            Json(json!({"text": transcript.text, "audio_ctx": transcript.audio_ctx, "threads": transcript.threads,
-                        "inference_ms": inference_ms}))
-            .into_response()
+            let mut reply = json!({"text": transcript.text, "audio_ctx": transcript.audio_ctx,
+                                   "threads": transcript.threads, "inference_ms": inference_ms});
+            if let Some(free_text) = transcript.free_text {
+                reply["free_text"] = json!(free_text);
+            }
+            Json(reply).into_response()
         }
         Ok(Err(e)) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, format!("inference task failed: {e}")),

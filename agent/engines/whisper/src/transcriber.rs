@@ -7,7 +7,7 @@
 //! light. …") when timestamps are off, so timestamps stay on, the context
 //! keeps a margin of [`AUDIO_CTX_MARGIN`] frames, the token count is capped
 //! by the clip length, decoding ends at the first verbatim repeat
-//! ([`crate::loop_breaker`]), and repeated phrases are removed from the text. On
+//! ([`crate::logits_filter`]), and repeated phrases are removed from the text. On
 //! the rare short clip where the shortened context yields no text at all,
 //! the clip is decoded once more with the full context.
 
@@ -15,6 +15,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use hearken_engine_api::cores::ThreadBudget;
+
+use crate::logits_filter::{self, Steps};
+use crate::vocabulary::{self, Vocabulary};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
 
 /// Encoder frames kept beyond the clip (one frame is 20 ms).
@@ -56,12 +59,15 @@ pub struct Transcript {
     pub audio_ctx: usize,
     /// Threads it ran on (fewer than the most when other work kept cores busy).
     pub threads: usize,
+    /// The reading without the vocabulary's boosts, where they changed a
+    /// word ([`crate::vocabulary`]); `None` when they changed nothing.
+    pub free_text: Option<String>,
 }
 
 /// A loaded model with one decoding state; requests are served one at a time
 /// (two ggml computations at once on a small box only slow each other down).
 pub struct Transcriber {
-    _context: WhisperContext,
+    context: WhisperContext,
     state: Mutex<WhisperState>,
     threads: ThreadBudget,
 }
@@ -73,30 +79,44 @@ impl Transcriber {
         let parameters = WhisperContextParameters { use_gpu, ..WhisperContextParameters::default() };
         let context = WhisperContext::new_with_params(path, parameters).map_err(|e| error(e.to_string()))?;
         let state = context.create_state().map_err(|e| error(e.to_string()))?;
-        Ok(Transcriber { _context: context, state: Mutex::new(state), threads })
+        Ok(Transcriber { context, state: Mutex::new(state), threads })
     }
 
-    /// Transcribes 16 kHz mono samples; `prompt` primes the vocabulary
-    /// (device names) and `language` is an ISO code such as `en`. When the
-    /// clip-sized context yields nothing, the clip is decoded once more with
-    /// whisper's full context, which tiny models need on some short clips.
+    /// The site's phrases (device names, aliases, areas) as this model tokenizes them.
+    pub fn vocabulary(&self, phrases: &[String]) -> Vocabulary {
+        Vocabulary::new(&self.context, phrases)
+    }
+
+    /// Transcribes 16 kHz mono samples; `prompt` primes the decoder with
+    /// preceding text, `vocabulary` is favoured while decoding, and
+    /// `language` is an ISO code such as `en`. When the clip-sized context
+    /// yields nothing, the clip is decoded once more with whisper's full
+    /// context, which tiny models need on some short clips.
     pub fn transcribe(
         &self,
         samples: &[f32],
         prompt: Option<&str>,
+        vocabulary: &Vocabulary,
         language: &str,
     ) -> Result<Transcript, TranscribeError> {
         let threads = self.threads.now();
-        let mut text = Vec::new();
+        let (mut text, mut free) = (Vec::new(), Vec::new());
         let mut audio_ctx = 0;
+        let mut boosted = false;
         for piece in pieces(samples) {
-            let transcript = self.transcribe_piece(piece, prompt, language, threads)?;
+            let transcript = self.transcribe_piece(piece, prompt, vocabulary, language, threads)?;
             audio_ctx = audio_ctx.max(transcript.audio_ctx);
+            boosted |= transcript.free_text.is_some();
+            if let Some(free_text) = transcript.free_text.as_ref().or(Some(&transcript.text)).filter(|t| !t.is_empty())
+            {
+                free.push(free_text.clone());
+            }
             if !transcript.text.is_empty() {
                 text.push(transcript.text);
             }
         }
-        Ok(Transcript { text: text.join(" "), audio_ctx, threads })
+        let free_text = boosted.then(|| free.join(" "));
+        Ok(Transcript { text: text.join(" "), audio_ctx, threads, free_text })
     }
 
     /// One piece of at most 30 s. With the context sized to the clip, tiny
@@ -108,16 +128,17 @@ impl Transcriber {
         &self,
         samples: &[f32],
         prompt: Option<&str>,
+        vocabulary: &Vocabulary,
         language: &str,
         threads: usize,
     ) -> Result<Transcript, TranscribeError> {
         let clip_ctx = (samples.len().div_ceil(320) + AUDIO_CTX_MARGIN).min(1500);
-        let first = self.decode(samples, prompt, language, clip_ctx, threads)?;
+        let first = self.decode(samples, prompt, vocabulary, language, clip_ctx, threads)?;
         let suspicious = first.text.is_empty() || said_twice(&first.text);
         if !suspicious || clip_ctx == 1500 {
             return Ok(first);
         }
-        let full = self.decode(samples, prompt, language, 1500, threads)?;
+        let full = self.decode(samples, prompt, vocabulary, language, 1500, threads)?;
         Ok(if full.text.is_empty() { first } else { full })
     }
 
@@ -125,6 +146,7 @@ impl Transcriber {
         &self,
         samples: &[f32],
         prompt: Option<&str>,
+        vocabulary: &Vocabulary,
         language: &str,
         audio_ctx: usize,
         threads: usize,
@@ -147,7 +169,8 @@ impl Transcriber {
         params.set_print_realtime(false);
         params.set_print_special(false);
         params.set_print_timestamps(false);
-        crate::loop_breaker::install(&mut params);
+        let steps = Steps { vocabulary: (!vocabulary.is_empty()).then_some(vocabulary), ..Steps::default() };
+        logits_filter::install(&mut params, &steps);
         if let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) {
             params.set_initial_prompt(prompt);
         }
@@ -163,12 +186,28 @@ impl Transcriber {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.full(params, audio).map_err(|e| TranscribeError::Inference(e.to_string()))?;
         let mut text = String::new();
+        let mut tokens = Vec::new();
+        let end_of_text = self.context.token_eot();
         for segment in state.as_iter() {
             let piece = segment.to_str_lossy().map_err(|e| TranscribeError::Inference(e.to_string()))?;
             text.push_str(&piece);
+            tokens.extend(
+                (0..segment.n_tokens())
+                    .filter_map(|i| segment.get_token(i))
+                    .map(|t| t.token_id())
+                    .filter(|&id| id < end_of_text),
+            );
         }
         drop(state);
-        Ok(Transcript { text: remove_repeats(text.trim()), audio_ctx, threads })
+        let changes = steps.changes.take();
+        let free_text = vocabulary::free_tokens(&tokens, &changes).map(|free| {
+            let bytes: Vec<u8> =
+                free.iter().filter_map(|&t| self.context.token_to_bytes(t).ok()).flatten().copied().collect();
+            remove_repeats(String::from_utf8_lossy(&bytes).trim())
+        });
+        let text = remove_repeats(text.trim());
+        let free_text = free_text.filter(|free| *free != text);
+        Ok(Transcript { text, audio_ctx, threads, free_text })
     }
 }
 
