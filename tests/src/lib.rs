@@ -237,6 +237,14 @@ pub fn whisper_model() -> PathBuf {
     path
 }
 
+/// The converted Whisper base (multilingual) in the model cache (`hearken models fetch`).
+pub fn whisper_base_model() -> PathBuf {
+    hearken_bin();
+    let path = hearken::models::cache_dir().join(hearken::models::WHISPER_BASE_GGML);
+    assert!(path.exists(), "{} is missing: run `hearken models fetch` (scripts/test.sh does)", path.display());
+    path
+}
+
 /// Lowercase words without punctuation, number words as digits: how
 /// transcripts are compared with what was said.
 pub fn normalize_transcript(text: &str) -> String {

@@ -3,8 +3,10 @@
 //! clip, transcribed by the real whisper engine and interpreted by the real
 //! intent stage on devices/home.toml. Requests give their commands; words
 //! that sound like requests but ask for nothing ("is the porch light on",
-//! "I turned off the porch light last night") give none, in every voice and
-//! in the noisy room.
+//! "I turned off the porch light last night", "I love the porch at night",
+//! "turn on the garage light" where the garage has only its door) give none,
+//! in every voice and in the noisy room, though the catalog's names and
+//! action words are favoured while decoding.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -18,7 +20,7 @@ use serde_json::Value;
 type Expected = (&'static str, &'static str, Option<i64>);
 
 /// What is said, and the commands it must give.
-const SENTENCES: [(&str, &[Expected]); 7] = [
+const SENTENCES: [(&str, &[Expected]); 9] = [
     ("turn on the kitchen light", &[("kitchen_light", "turn_on", None)]),
     ("set the thermostat to 21 degrees", &[("thermostat", "set_temperature", Some(21))]),
     ("close the living room blinds", &[("living_room_blinds", "close", None)]),
@@ -29,6 +31,10 @@ const SENTENCES: [(&str, &[Expected]); 7] = [
     ("pause the kitchen speaker", &[("kitchen_speaker", "pause", None)]),
     ("is the porch light on", &[]),
     ("I turned off the porch light last night", &[]),
+    // Sound like requests for what the site has; the catalog's vocabulary,
+    // favoured while decoding, must not make them one.
+    ("I love the porch at night", &[]),
+    ("turn on the garage light", &[]),
 ];
 
 const VOICES: [&str; 3] = ["kokoro:af_heart", "kokoro:bm_george", "piper:joe"];

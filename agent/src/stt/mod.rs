@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::audio;
 
+pub mod free_reading;
 mod second_hearing;
 
 pub use second_hearing::{hear_until_complete, prompts, Rehearing};
@@ -86,12 +87,20 @@ pub fn catalog_sentences(catalog: &crate::catalog::Catalog) -> String {
 
 /// The phrases a transcription of this site should favour while decoding
 /// (hearken's engine boosts them token by token; see the whisper engine's
-/// `vocabulary` module): every device name and alias and every area name.
-/// Unlike a prompt, they cost the decoder almost nothing.
+/// `vocabulary` module): every device name and alias, every area name, and
+/// the words of the devices' actions ("turn on", "unlock", "volume down",
+/// "brightness" for `set_brightness`). Unlike a prompt, they cost the
+/// decoder almost nothing.
 pub fn catalog_vocabulary(catalog: &crate::catalog::Catalog) -> Vec<String> {
     let mut phrases: Vec<String> = Vec::new();
     let names = catalog.devices.iter().flat_map(|d| std::iter::once(&d.name).chain(&d.aliases));
-    for phrase in names.chain(catalog.areas.iter().map(|a| &a.name)) {
+    let actions: Vec<String> = catalog
+        .devices
+        .iter()
+        .flat_map(|d| &d.actions)
+        .map(|a| a.strip_prefix("set_").unwrap_or(a).to_owned())
+        .collect();
+    for phrase in names.chain(catalog.areas.iter().map(|a| &a.name)).chain(&actions) {
         let phrase = phrase.replace('_', " ");
         if !phrase.trim().is_empty() && !phrases.contains(&phrase) {
             phrases.push(phrase);

@@ -40,7 +40,7 @@ pub struct BenchHearingArgs {
     /// Print every utterance, not only the wrong and missed ones.
     #[arg(long)]
     all_cases: bool,
-    /// Arguments passed on to `hearken process` (e.g. `--process-arg=--single-pass`,
+    /// Arguments passed on to `hearken process` (e.g. `--process-arg=--second-hearing`,
     /// `--process-arg=--stt-model=PATH`).
     #[arg(long = "process-arg", allow_hyphen_values = true)]
     process_args: Vec<String>,
@@ -110,7 +110,8 @@ pub async fn bench_hearing(args: BenchHearingArgs) -> anyhow::Result<ExitCode> {
     for clip in &clips {
         groups.entry((clip.case.catalog.clone(), clip.case.area.clone())).or_default().push(clip);
     }
-    let mut lines_of: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    // By catalog, area and file: the same words in the same voice are one clip, heard once per catalog.
+    let mut lines_of: BTreeMap<(PathBuf, Option<String>, String), Vec<Value>> = BTreeMap::new();
     for ((catalog, area), group) in &groups {
         eprintln!("hearing {} clips for {}{}", group.len(), catalog.display(), area.as_deref().unwrap_or(""));
         let mut command = tokio::process::Command::new(std::env::current_exe()?);
@@ -118,19 +119,24 @@ pub async fn bench_hearing(args: BenchHearingArgs) -> anyhow::Result<ExitCode> {
         if let Some(area) = area {
             command.arg("--area").arg(area);
         }
-        command.args(&args.process_args).args(group.iter().map(|c| &c.wav));
+        let wavs: BTreeSet<&PathBuf> = group.iter().map(|c| &c.wav).collect();
+        command.args(&args.process_args).args(wavs);
         let out =
             command.stderr(std::process::Stdio::inherit()).output().await.context("cannot run hearken process")?;
+        if !out.status.success() && out.stdout.is_empty() {
+            bail!("hearken process failed for {} ({}); see its message above", catalog.display(), out.status);
+        }
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let value: Value = serde_json::from_str(line).with_context(|| format!("hearken process printed {line}"))?;
             let file = value["file"].as_str().unwrap_or_default().to_owned();
-            lines_of.entry(file).or_default().push(value);
+            lines_of.entry((catalog.clone(), area.clone(), file)).or_default().push(value);
         }
     }
 
     let mut reports: BTreeMap<String, Tally> = BTreeMap::new();
     for clip in &clips {
-        let heard = lines_of.get(&clip.wav.display().to_string()).cloned().unwrap_or_default();
+        let key = (clip.case.catalog.clone(), clip.case.area.clone(), clip.wav.display().to_string());
+        let heard = lines_of.get(&key).cloned().unwrap_or_default();
         reports.entry(clip.variant.clone()).or_default().add(clip, &heard, args.all_cases);
     }
     let mut pooled = Tally::default();

@@ -97,7 +97,13 @@ pub fn say(utterances: &[Utterance]) -> anyhow::Result<Vec<PathBuf>> {
             clips.join(format!("{}.wav", &hex::encode(key.finalize())[..24]))
         })
         .collect();
-    let missing: Vec<(usize, &PathBuf)> = paths.iter().enumerate().filter(|(_, p)| !p.exists()).collect();
+    // Each missing clip once, though a set may say the same thing twice.
+    let mut missing: Vec<(usize, &PathBuf)> = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        if !path.exists() && !missing.iter().any(|(_, p)| *p == path) {
+            missing.push((i, path));
+        }
+    }
     if missing.is_empty() {
         return Ok(paths);
     }

@@ -12,7 +12,7 @@
 //! the clip is decoded once more with the full context.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hearken_engine_api::cores::ThreadBudget;
 
@@ -70,6 +70,9 @@ pub struct Transcriber {
     context: WhisperContext,
     state: Mutex<WhisperState>,
     threads: ThreadBudget,
+    /// The last vocabulary asked for, tokenized (a site sends the same one
+    /// with every request; tokenizing ~500 spellings takes tens of ms).
+    last_vocabulary: Mutex<Option<(Vec<String>, Arc<Vocabulary>)>>,
 }
 
 impl Transcriber {
@@ -79,12 +82,21 @@ impl Transcriber {
         let parameters = WhisperContextParameters { use_gpu, ..WhisperContextParameters::default() };
         let context = WhisperContext::new_with_params(path, parameters).map_err(|e| error(e.to_string()))?;
         let state = context.create_state().map_err(|e| error(e.to_string()))?;
-        Ok(Transcriber { context, state: Mutex::new(state), threads })
+        Ok(Transcriber { context, state: Mutex::new(state), threads, last_vocabulary: Mutex::new(None) })
     }
 
-    /// The site's phrases (device names, aliases, areas) as this model tokenizes them.
-    pub fn vocabulary(&self, phrases: &[String]) -> Vocabulary {
-        Vocabulary::new(&self.context, phrases)
+    /// The site's phrases (device names, aliases, areas, action words) as
+    /// this model tokenizes them; the last one is kept.
+    pub fn vocabulary(&self, phrases: &[String]) -> Arc<Vocabulary> {
+        let mut last = self.last_vocabulary.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((kept, vocabulary)) = last.as_ref() {
+            if kept == phrases {
+                return vocabulary.clone();
+            }
+        }
+        let vocabulary = Arc::new(Vocabulary::new(&self.context, phrases));
+        *last = Some((phrases.to_vec(), vocabulary.clone()));
+        vocabulary
     }
 
     /// Transcribes 16 kHz mono samples; `prompt` primes the decoder with
