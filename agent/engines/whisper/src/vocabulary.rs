@@ -65,10 +65,13 @@ impl Vocabulary {
         let mut sequences: Vec<Phrase> = Vec::new();
         for phrase in phrases.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
             for variant in spellings(phrase) {
-                let Ok(tokens) = context.tokenize(&format!(" {variant}"), MAX_PHRASE_TOKENS) else { continue };
+                let Some(tokens) = tokenize(context, &format!(" {variant}")) else { continue };
                 let first_word = variant.split(' ').next().unwrap_or_default();
-                let startable = context.tokenize(&format!(" {first_word}"), 2).is_ok_and(|t| t.len() == 1);
-                if !tokens.is_empty() && !sequences.iter().any(|p| p.tokens == tokens) {
+                let startable = tokenize(context, &format!(" {first_word}")).is_some_and(|t| t.len() == 1);
+                if !tokens.is_empty()
+                    && tokens.len() <= MAX_PHRASE_TOKENS
+                    && !sequences.iter().any(|p| p.tokens == tokens)
+                {
                     sequences.push(Phrase { tokens, startable });
                 }
             }
@@ -130,6 +133,21 @@ impl Vocabulary {
         let boosted = best(logits)?;
         (boosted != free).then(|| Change { before: text.to_vec(), free, boosted })
     }
+}
+
+/// Longest phrase tokenized, in bytes.
+const MAX_PHRASE_BYTES: usize = 128;
+
+/// `text` as the model's tokens; `None` when it cannot be tokenized or is
+/// longer than [`MAX_PHRASE_BYTES`]. whisper.cpp answers `-n` when the text
+/// needs more than the room given, which whisper-rs 0.16 takes for a length
+/// (undefined behaviour); byte-level BPE never makes more tokens than bytes,
+/// so room for one token per byte is always enough.
+fn tokenize(context: &WhisperContext, text: &str) -> Option<Vec<i32>> {
+    if text.len() > MAX_PHRASE_BYTES {
+        return None;
+    }
+    context.tokenize(text, text.len() + 1).ok()
 }
 
 /// The spellings whisper writes a phrase in: as given ("TV"), in lower
