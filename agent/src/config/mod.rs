@@ -506,7 +506,7 @@ impl Config {
         resolve(&mut self.catalog);
         // A model name ("tiny.en", "base") is not a path.
         if let Some(model) = &mut self.stt.model {
-            if !crate::models::WHISPER_MODELS.iter().any(|(name, _)| model.as_os_str() == *name) {
+            if crate::models::named_whisper_file(model).is_none() {
                 resolve(model);
             }
         }

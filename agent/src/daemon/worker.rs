@@ -415,6 +415,14 @@ impl Worker {
         (transcript, leg)
     }
 
+    /// The plan of `request` heard in the utterance's area, else the configured one.
+    fn plan(site: &SiteView, heard: &Heard, request: &str) -> Planned {
+        match &heard.area {
+            Some(area) => site.interpreter.plan_in(request, Some(area)),
+            None => site.interpreter.plan(request),
+        }
+    }
+
     /// Intent, local or online as the router decides (a device whose policy
     /// is `never` keeps it local); online failures fall back to the local engine.
     async fn interpret_routed(
@@ -426,10 +434,7 @@ impl Worker {
     ) -> (Result<Interpretation, NluError>, Leg) {
         let thresholds = Thresholds::of(&self.config.online);
         let site = self.site();
-        let planned = match &heard.area {
-            Some(area) => site.interpreter.plan_in(request, Some(area)),
-            None => site.interpreter.plan(request),
-        };
+        let planned = Self::plan(&site, heard, request);
         let preview = planned.preview(site.interpreter.catalog());
         let route = match &self.online {
             None => Route::local(Reason::OnlineOff),
@@ -574,7 +579,7 @@ impl Worker {
         // understood too little to say anything (see `stt::free_reading`).
         if let Some(free_text) = &transcript.free_text {
             let site = self.site();
-            let planned = site.interpreter.plan_in(&self.request_after_activation(free_text), heard.area.as_deref());
+            let planned = Self::plan(&site, &heard, &self.request_after_activation(free_text));
             let free = site.interpreter.interpret_planned(&planned).await.ok();
             nlu_latency += free.as_ref().map_or(Duration::ZERO, |f| f.latency);
             interpretation = free_reading::choose(interpretation, free);

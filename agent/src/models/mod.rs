@@ -156,8 +156,12 @@ pub const WHISPER_MODELS: [(&str, &str); 2] = [("tiny.en", WHISPER_TINY_EN_GGML)
 /// The file of a whisper model setting: a name of [`WHISPER_MODELS`] is its
 /// file in the cache, anything else a path.
 pub fn whisper_model_file(model: &Path) -> PathBuf {
-    let named = WHISPER_MODELS.iter().find(|(name, _)| model.as_os_str() == *name);
-    named.map_or_else(|| model.to_owned(), |(_, file)| cache_dir().join(file))
+    named_whisper_file(model).map_or_else(|| model.to_owned(), |file| cache_dir().join(file))
+}
+
+/// The cache file of a model named in [`WHISPER_MODELS`]; `None` for a path.
+pub fn named_whisper_file(model: &Path) -> Option<&'static str> {
+    WHISPER_MODELS.iter().find(|(name, _)| model.as_os_str() == *name).map(|(_, file)| *file)
 }
 
 /// Where models are cached: `$HEARKEN_MODELS`, else `$XDG_CACHE_HOME/hearken/models`,

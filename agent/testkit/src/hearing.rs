@@ -167,9 +167,12 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, clip: &Clip, heard: &[Value], all_cases: bool) {
-        let expected = scored(
-            &serde_json::to_value(&clip.case.commands).unwrap_or_default().as_array().cloned().unwrap_or_default(),
-        );
+        let expected: Scored = clip
+            .case
+            .commands
+            .iter()
+            .map(|c| (c.device.clone(), c.action.clone(), c.value.map(|v| v.to_string())))
+            .collect();
         let mut got = Scored::new();
         let mut error = None;
         for line in heard {

@@ -98,12 +98,9 @@ pub fn say(utterances: &[Utterance]) -> anyhow::Result<Vec<PathBuf>> {
         })
         .collect();
     // Each missing clip once, though a set may say the same thing twice.
-    let mut missing: Vec<(usize, &PathBuf)> = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
-        if !path.exists() && !missing.iter().any(|(_, p)| *p == path) {
-            missing.push((i, path));
-        }
-    }
+    let mut seen = std::collections::HashSet::new();
+    let missing: Vec<(usize, &PathBuf)> =
+        paths.iter().enumerate().filter(|(_, p)| !p.exists() && seen.insert(*p)).collect();
     if missing.is_empty() {
         return Ok(paths);
     }

@@ -119,9 +119,9 @@ impl Transcriber {
             let transcript = self.transcribe_piece(piece, prompt, vocabulary, language, threads)?;
             audio_ctx = audio_ctx.max(transcript.audio_ctx);
             boosted |= transcript.free_text.is_some();
-            if let Some(free_text) = transcript.free_text.as_ref().or(Some(&transcript.text)).filter(|t| !t.is_empty())
-            {
-                free.push(free_text.clone());
+            let free_text = transcript.free_text.as_deref().unwrap_or(&transcript.text);
+            if !free_text.is_empty() {
+                free.push(free_text.to_owned());
             }
             if !transcript.text.is_empty() {
                 text.push(transcript.text);
